@@ -1,0 +1,40 @@
+"""The ``reprogram`` command. Each subcommand lives in its own module, imported only when used.
+
+A subcommand module provides ``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand -> (module, one-line help). One line per subcommand.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("reprogram.data.cli", "inspect and check datasets (manifest, folder, Raven tables)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reprogram",
+        description="Reprogramming and parameter-efficient fine-tuning of frozen models for bioacoustics.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reprogram`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

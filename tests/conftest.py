@@ -1,0 +1,34 @@
+"""Shared test fixtures. Tests never download; real recordings are read from ../shared/data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("REPROGRAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# Tests run offline: nothing may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _shared(name: str) -> Path:
+    folder = SHARED_DATA / name
+    if not (folder / "manifest.csv").is_file():
+        pytest.skip(f"real recordings not found at {folder} (set REPROGRAM_SHARED_DATA)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def danum_dir() -> Path:
+    """../shared/data/danum-gibbon (602 clips, 5 classes, 7 recorders); skips where absent."""
+    return _shared("danum-gibbon")
+
+
+@pytest.fixture(scope="session")
+def caller_id_dir() -> Path:
+    """../shared/data/gibbon-caller-id (60 clips, 12 individuals); skips where absent."""
+    return _shared("gibbon-caller-id")
