@@ -1,0 +1,277 @@
+"""Frozen transformers speech encoders: HuBERT, wav2vec 2.0, WavLM and the Whisper encoder.
+
+Every wrapper takes ``(B, N)`` waveforms at the feature extractor's rate plus optional per-clip
+``lengths`` and returns all hidden states (embedding output first), a frame mask and the masked
+mean of the last hidden state. The model's own input normalisation (wav2vec 2.0's per-clip
+zero-mean/unit-variance, Whisper's log-mel) is computed in torch, so gradients reach the waveform.
+
+The wrappers take already-built transformers modules; loading from the hub (``hf:<id>``) lives in
+:mod:`backbones.hf_hub`, random twins in :mod:`backbones.tiny`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from backbones.base import Backbone, BackboneOutput
+from reprogram.spec import InputSpec
+
+#: LoRA target suffixes of the self-attention projections (the same names in all four families).
+ATTENTION_PROJECTIONS = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj"}
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over valid frames.
+
+    Args:
+        hidden: ``(B, T, D)``.
+        mask: ``(B, T)`` bool (True = valid) or ``None`` (all valid).
+
+    Returns:
+        ``(B, D)``.
+    """
+    if mask is None:
+        return hidden.mean(dim=1)
+    weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def _check_wave(wave: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Validate ``(B, N)`` waves and return ``(B,)`` lengths (full length when ``lengths`` is None)."""
+    if wave.dim() != 2:
+        raise ValueError(f"speech backbones take (B, N) waveforms, got shape {tuple(wave.shape)}; add a batch dim")
+    if lengths is None:
+        return torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
+    lengths = torch.as_tensor(lengths, dtype=torch.long, device=wave.device)
+    if lengths.shape != (wave.shape[0],) or int(lengths.min()) < 1 or int(lengths.max()) > wave.shape[1]:
+        raise ValueError(f"lengths must be (B,) integers in [1, N={wave.shape[1]}], got {lengths.tolist()}")
+    return lengths
+
+
+class SpeechBackbone(Backbone):
+    """Common surface of the speech encoders, for probes and PEFT methods.
+
+    Attributes:
+        model: the transformers module (LoRA / prompt methods insert their layers here).
+        num_layers: number of transformer layers (``spec.num_layers == num_layers + 1`` hidden states).
+        hidden_size: width D of every hidden state.
+    """
+
+    model: nn.Module
+    num_layers: int
+    hidden_size: int
+
+    def _make_spec(self, sample_rate: int) -> InputSpec:
+        return InputSpec(
+            modality="speech",
+            shape=(-1,),
+            sample_rate=int(sample_rate),
+            feature_dim=self.hidden_size,
+            num_layers=self.num_layers + 1,
+        )
+
+    def attention_projections(self) -> dict[str, str]:
+        """Module-name suffixes of the attention projections, e.g. ``{"q": "q_proj", ...}``, for LoRA targets."""
+        return dict(ATTENTION_PROJECTIONS)
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Number of valid output frames for clips of ``lengths`` samples, ``(B,)``."""
+        raise NotImplementedError
+
+    def _frame_mask(self, lengths: torch.Tensor, frames: int, full: bool) -> torch.Tensor | None:
+        if full:
+            return None
+        valid = self.frame_lengths(lengths).clamp(max=frames)
+        return torch.arange(frames, device=lengths.device)[None, :] < valid[:, None]  # (B, T)
+
+
+class Wav2Vec2StyleBackbone(SpeechBackbone):
+    """HuBERT, wav2vec 2.0 or WavLM (any ``*Model`` with the wav2vec 2.0 conv front end).
+
+    Args:
+        model: a built ``HubertModel`` / ``Wav2Vec2Model`` / ``WavLMModel``.
+        feature_extractor: its ``Wav2Vec2FeatureExtractor`` (reads ``sampling_rate``, ``do_normalize``,
+            ``return_attention_mask``).
+        name: the registry name.
+    """
+
+    def __init__(self, model: nn.Module, feature_extractor, name: str) -> None:
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.do_normalize = bool(getattr(feature_extractor, "do_normalize", True))
+        # Checkpoints whose extractor returns no attention mask (group-norm front ends such as the base
+        # models) were trained on zero-padded batches without one; passing a mask degrades them.
+        self.pass_attention_mask = bool(getattr(feature_extractor, "return_attention_mask", False))
+        self.num_layers = int(model.config.num_hidden_layers)
+        self.hidden_size = int(model.config.hidden_size)
+        self.spec = self._make_spec(feature_extractor.sampling_rate)
+        self.freeze()
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model._get_feat_extract_output_lengths(lengths).long()
+
+    def normalize(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The feature extractor's per-clip zero-mean/unit-variance over valid samples; padding set to 0.
+
+        Args:
+            wave: ``(B, N)``.
+            lengths: ``(B,)`` valid samples per clip.
+        """
+        valid = torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]  # (B, N)
+        w = valid.to(wave.dtype)
+        n = lengths.to(wave.dtype)[:, None]
+        mean = (wave * w).sum(1, keepdim=True) / n
+        var = (((wave - mean) * w) ** 2).sum(1, keepdim=True) / n  # population variance, as numpy's .var()
+        return (wave - mean) / torch.sqrt(var + 1e-7) * w
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> BackboneOutput:
+        """Args:
+            wave: ``(B, N)`` waveforms at ``spec.sample_rate``.
+            lengths: optional ``(B,)`` valid samples per clip (the rest is padding).
+
+        Returns:
+            :class:`BackboneOutput` with ``hidden_states`` (``num_layers + 1`` tensors ``(B, T, D)``),
+            ``mask`` ``(B, T)`` (None when no clip is padded), ``features`` ``(B, D)``, ``logits`` None.
+        """
+        full_lengths = lengths is None
+        lengths = _check_wave(wave, lengths)
+        full = full_lengths or bool((lengths == wave.shape[1]).all())
+        x = self.normalize(wave, lengths) if self.do_normalize else wave
+        sample_mask = None
+        if self.pass_attention_mask and not full:
+            sample_mask = (torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]).long()
+        out = self.model(x, attention_mask=sample_mask, output_hidden_states=True, return_dict=True)
+        hidden = tuple(out.hidden_states)
+        assert len(hidden) == self.num_layers + 1, (len(hidden), self.num_layers)
+        mask = self._frame_mask(lengths, hidden[-1].shape[1], full)
+        return BackboneOutput(logits=None, features=masked_mean(hidden[-1], mask), hidden_states=hidden, mask=mask)
+
+
+class WhisperLogMel(nn.Module):
+    """Whisper's log-mel front end in torch (differentiable), numerically as ``WhisperFeatureExtractor``.
+
+    ``n_fft``-point Hann STFT (centred, reflect-padded) every ``hop_length`` samples, the last frame
+    dropped; power spectrum through the extractor's Slaney mel filters; ``log10(max(., 1e-10))``;
+    floor at the clip's maximum minus 8; ``(x + 4) / 4``. No padding to 30 s.
+
+    Args:
+        feature_extractor: a ``WhisperFeatureExtractor`` (reads ``n_fft``, ``hop_length``,
+            ``feature_size``, ``sampling_rate``, ``mel_filters``).
+    """
+
+    def __init__(self, feature_extractor) -> None:
+        super().__init__()
+        self.n_fft = int(feature_extractor.n_fft)
+        self.hop_length = int(feature_extractor.hop_length)
+        self.n_mels = int(feature_extractor.feature_size)
+        self.sample_rate = int(feature_extractor.sampling_rate)
+        filters = torch.as_tensor(feature_extractor.mel_filters, dtype=torch.float32).T  # (n_mels, n_fft//2+1)
+        if filters.shape != (self.n_mels, self.n_fft // 2 + 1):
+            raise ValueError(f"mel_filters shape {tuple(filters.shape)} does not match n_fft={self.n_fft}")
+        self.register_buffer("mel_filters", filters, persistent=False)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Mel frames for ``lengths`` samples (``N // hop``)."""
+        return torch.div(lengths, self.hop_length, rounding_mode="floor")
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Args:
+            wave: ``(B, N)``.
+            lengths: optional ``(B,)`` valid samples; the dynamic-range floor uses valid frames only.
+
+        Returns:
+            ``(B, n_mels, N // hop)`` log-mel features.
+        """
+        stft = torch.stft(wave, self.n_fft, self.hop_length, window=self.window, center=True, return_complex=True)
+        power = torch.view_as_real(stft[..., :-1]).pow(2).sum(-1)  # (B, F, T); no |z| so no NaN grad at 0
+        log_spec = (self.mel_filters @ power).clamp_min(1e-10).log10()  # (B, M, T)
+        if lengths is None:
+            peak = log_spec.amax(dim=(1, 2), keepdim=True)
+        else:
+            valid = torch.arange(log_spec.shape[-1], device=wave.device)[None, :] < self.num_frames(lengths)[:, None]
+            peak = log_spec.masked_fill(~valid[:, None, :], float("-inf")).amax(dim=(1, 2), keepdim=True)
+        log_spec = torch.maximum(log_spec, peak - 8.0)
+        return (log_spec + 4.0) / 4.0
+
+
+class WhisperEncoderBackbone(SpeechBackbone):
+    """The encoder of a Whisper model on clips of any length up to 30 s (no padding to 30 s).
+
+    transformers' ``WhisperEncoder.forward`` insists on 3000 mel frames, so this wrapper runs the
+    encoder's own submodules (``conv1``, ``conv2``, ``embed_positions``, ``layers``, ``layer_norm``)
+    with the positional table sliced to the actual frame count, as Whisper's architecture allows.
+    Output rate: one frame per ``2 * hop`` samples (20 ms at 16 kHz). With ``lengths``, padded frames
+    are masked out of every attention layer, so a clip's output does not depend on its batch mates.
+
+    Args:
+        encoder: a built ``WhisperEncoder`` (e.g. ``WhisperModel(...).encoder``), any attention backend.
+        feature_extractor: its ``WhisperFeatureExtractor`` (n_fft, hop_length, feature_size = n_mels,
+            sampling_rate, mel_filters).
+        name: the registry name.
+    """
+
+    def __init__(self, encoder: nn.Module, feature_extractor, name: str) -> None:
+        super().__init__()
+        if int(feature_extractor.feature_size) != int(encoder.config.num_mel_bins):
+            raise ValueError(
+                f"{name}: feature extractor gives {feature_extractor.feature_size} mels but the encoder expects "
+                f"{encoder.config.num_mel_bins}; use the checkpoint's own preprocessor_config.json"
+            )
+        self.model = encoder
+        self.name = name
+        self.frontend = WhisperLogMel(feature_extractor)
+        self.num_layers = len(encoder.layers)
+        self.hidden_size = int(encoder.config.d_model)
+        self.max_frames = int(encoder.embed_positions.num_embeddings)
+        self.spec = self._make_spec(feature_extractor.sampling_rate)
+        self.freeze()
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        mel = self.frontend.num_frames(lengths)
+        return torch.div(mel - 1, 2, rounding_mode="floor") + 1  # conv2: kernel 3, stride 2, padding 1
+
+    def embed(self, mel: torch.Tensor) -> torch.Tensor:
+        """Conv stem plus sliced sinusoidal positions: ``(B, n_mels, T_mel) -> (B, T, D)``."""
+        enc = self.model
+        x = nn.functional.gelu(enc.conv1(mel))
+        x = nn.functional.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T, D)
+        if x.shape[1] > self.max_frames:
+            seconds = self.max_frames * 2 * self.frontend.hop_length / self.frontend.sample_rate
+            raise ValueError(
+                f"{self.name}: clip gives {x.shape[1]} encoder frames but Whisper has {self.max_frames} positions "
+                f"({seconds:g} s); cut clips into windows of at most {seconds:g} s"
+            )
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        return nn.functional.dropout(x, p=enc.dropout, training=enc.training)
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> BackboneOutput:
+        """Args:
+            wave: ``(B, N)`` waveforms at ``spec.sample_rate`` (N up to 30 s).
+            lengths: optional ``(B,)`` valid samples per clip.
+
+        Returns:
+            :class:`BackboneOutput`: ``hidden_states`` = embedding output, then every layer's output, the
+            last one after the final layer norm (as transformers reports them), each ``(B, N // 320, D)``
+            at 16 kHz; ``mask`` ``(B, T)`` or None; ``features`` = masked mean of the last; ``logits`` None.
+        """
+        full_lengths = lengths is None
+        lengths = _check_wave(wave, lengths)
+        full = full_lengths or bool((lengths == wave.shape[1]).all())
+        mel = self.frontend(wave, None if full else lengths)  # (B, n_mels, T_mel)
+        h = self.embed(mel)  # (B, T, D)
+        mask = self._frame_mask(lengths, h.shape[1], full)
+        attn = None
+        if mask is not None:  # additive key mask (B, 1, 1, T), understood by eager and SDPA attention alike
+            attn = torch.zeros(mask.shape, dtype=h.dtype, device=h.device).masked_fill(~mask, torch.finfo(h.dtype).min)
+            attn = attn[:, None, None, :]
+        hidden = [h]
+        for layer in self.model.layers:
+            h = layer(h, attn)
+            hidden.append(h)
+        hidden[-1] = self.model.layer_norm(hidden[-1])
+        return BackboneOutput(
+            logits=None, features=masked_mean(hidden[-1], mask), hidden_states=tuple(hidden), mask=mask
+        )
