@@ -50,6 +50,8 @@ class ClipTable:
         group_columns: names of the grouping columns present in every record's ``groups``.
         name: a short name for reports (file or folder name).
         skipped: rows dropped under the ``skip`` policy, each ``(source, reason)``: reported, never silent.
+        notes: warnings found while loading that did not drop a row (overlapping annotations, fewer background
+            windows than asked), each ``(source, message)``.
     """
 
     records: list[ClipRecord]
@@ -57,6 +59,7 @@ class ClipTable:
     group_columns: tuple[str, ...] = ()
     name: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
