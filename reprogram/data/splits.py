@@ -1,0 +1,261 @@
+"""Train/validation/test splits and cross-validation folds, grouped so no group straddles two parts.
+
+Every split carries a validation part: models are selected on validation, never on test. Cross-validation
+folds rotate it: fold ``i`` tests on part ``i`` and validates on part ``i + 1 (mod k)``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
+
+from reprogram.data.records import ClipTable
+
+PARTS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of the train, validation and test parts of a table.
+
+    Attributes:
+        train: training rows.
+        val: validation rows (model selection and early stopping).
+        test: test rows (reported only).
+        name: description (``"grouped by recorder, seed 0"``, ``"fold 2/5"``, ``"test=S12"``).
+    """
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+    name: str = ""
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def parts(self) -> dict[str, list[int]]:
+        """``{"train": [...], "val": [...], "test": [...]}``."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def _counts(table: ClipTable, group_column: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Groups, classes, clip counts per (group, class) ``(G, C)`` and the group index of every row."""
+    values = table.group_values(group_column)
+    groups = sorted(set(values))
+    classes = table.classes
+    gi = {g: i for i, g in enumerate(groups)}
+    row_group = np.array([gi[v] for v in values])
+    m = np.zeros((len(groups), len(classes)), dtype=np.int64)
+    np.add.at(m, (row_group, np.array(table.targets(classes))), 1)
+    return groups, classes, m, row_group
+
+
+def _fix_hint(n_parts: int) -> str:
+    return (f"fewer parts (e.g. fractions with test=0 and cross-validation for testing), "
+            f"leave_one_group_out / grouped_kfold, merging the rare class into another, or stratify=False "
+            f"(this split needs every class in {n_parts} groups)")
+
+
+def grouped_split(
+    table: ClipTable,
+    group_column: str,
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    stratify: bool = True,
+    n_trials: int = 2000,
+) -> Split:
+    """A train/validation/test split in which no group appears in two parts.
+
+    Searches ``n_trials`` seeded assignments of whole groups to parts (greedy fills in random group orders)
+    and keeps the one whose part sizes and per-class proportions are closest to ``fractions``, requiring
+    (when ``stratify``) every class in every part.
+
+    Args:
+        table: the clips.
+        group_column: the grouping column (recorder, individual, site, recording).
+        fractions: ``(train, val, test)`` fractions of clips; they must sum to 1; ``test`` may be 0.
+        seed: seed of the search (deterministic).
+        stratify: require every class in every non-empty part.
+        n_trials: number of assignments searched.
+
+    Returns:
+        The split.
+
+    Raises:
+        ValueError: impossible fractions, too few groups, or a class that cannot appear in every part (the
+            message names the class, its groups and the fixes).
+    """
+    f = np.asarray(fractions, dtype=float)
+    if f.shape != (3,) or (f < 0).any() or abs(f.sum() - 1) > 1e-6:
+        raise ValueError(f"fractions {tuple(fractions)} must be three non-negative numbers (train, val, test) "
+                         "summing to 1, e.g. (0.6, 0.2, 0.2)")
+    if f[0] == 0 or f[1] == 0:
+        raise ValueError("train and validation fractions must be positive: models are selected on validation, "
+                         "never on test")
+    groups, classes, m, row_group = _counts(table, group_column)
+    active = np.flatnonzero(f > 0)
+    if len(groups) < len(active):
+        raise ValueError(f"{len(groups)} {group_column} group(s) {groups} cannot fill {len(active)} parts. "
+                         f"Fix: use leave_one_group_out or grouped_kfold, or a finer group column.")
+    if stratify:
+        for c, name in enumerate(classes):
+            holders = [groups[g] for g in np.flatnonzero(m[:, c])]
+            if len(holders) < len(active):
+                raise ValueError(f"class {name!r} occurs in only {len(holders)} {group_column} group(s) {holders}, "
+                                 f"so it cannot appear in all {len(active)} parts. Fix: {_fix_hint(len(active))}.")
+    rng = np.random.default_rng(seed)
+    sizes, n = m.sum(axis=1), m.sum()
+    best, best_score, missing = None, np.inf, Counter()
+    for _ in range(n_trials):
+        assign = np.full(len(groups), -1)
+        load = np.zeros(3)
+        for g in rng.permutation(len(groups)):
+            # the part furthest below its target share once this group is counted
+            deficit = np.where(f > 0, f * (load.sum() + sizes[g]) - load, -np.inf)
+            s = int(np.argmax(deficit + rng.uniform(0, 1e-6, 3)))
+            assign[g] = s
+            load[s] += sizes[g]
+        per_part = np.stack([m[assign == s].sum(axis=0) for s in range(3)])  # (3, C)
+        if stratify:
+            holes = [(s, c) for s in active for c in range(len(classes)) if per_part[s, c] == 0]
+            if holes:
+                missing.update(classes[c] for _, c in holes)
+                continue
+        score = np.abs(load / n - f).sum() + np.abs(per_part / per_part.sum(axis=0) - f[:, None]).sum(axis=0).mean()
+        if score < best_score - 1e-12:
+            best, best_score = assign.copy(), score
+    if best is None:
+        name = missing.most_common(1)[0][0]
+        holders = [groups[g] for g in np.flatnonzero(m[:, classes.index(name)])]
+        raise ValueError(f"no assignment of {group_column} groups in {n_trials} trials puts class {name!r} "
+                         f"(groups {holders}) in every part. Fix: {_fix_hint(len(active))}.")
+    parts = [np.flatnonzero(best[row_group] == s).tolist() for s in range(3)]
+    return Split(*parts, name=f"grouped by {group_column}, seed {seed}",
+                 meta={p: ",".join(groups[g] for g in np.flatnonzero(best == s)) for s, p in enumerate(PARTS)})
+
+
+def _rotate(folds: list[np.ndarray], n: int, name: str, val: bool, labels: list[str] | None = None) -> list[Split]:
+    k = len(folds)
+    if val and k < 3:
+        raise ValueError(f"{k} folds cannot give train, validation and test parts; use k >= 3 (or val=False)")
+    out = []
+    for i in range(k):
+        v = folds[(i + 1) % k] if val else np.array([], dtype=int)
+        held = set(folds[i].tolist()) | set(v.tolist())
+        train = [j for j in range(n) if j not in held]
+        tag = labels[i] if labels else f"fold {i + 1}/{k}"
+        out.append(Split(train, sorted(v.tolist()), sorted(folds[i].tolist()), f"{name} {tag}"))
+    return out
+
+
+def stratified_kfold(table: ClipTable, k: int = 5, seed: int = 0, val: bool = True) -> list[Split]:
+    """Stratified k-fold cross-validation (no groups), deterministic by seed.
+
+    Args:
+        table: the clips.
+        k: number of folds; every class needs at least ``k`` clips.
+        seed: shuffling seed.
+        val: rotate a validation fold (fold ``i + 1``) out of the training part.
+
+    Returns:
+        ``k`` splits whose test parts partition the table.
+    """
+    y = np.array(table.targets())
+    counts = Counter(table.labels)
+    rare = sorted(c for c, n in counts.items() if n < k)
+    if rare:
+        raise ValueError(f"class(es) {[(c, counts[c]) for c in rare]} have fewer clips than k={k} folds. "
+                         f"Fix: use k <= {min(counts.values())} or merge the rare classes.")
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = [test for _, test in skf.split(np.zeros(len(y)), y)]
+    return _rotate(folds, len(y), "stratified", val)
+
+
+def grouped_kfold(
+    table: ClipTable, group_column: str, k: int = 5, seed: int = 0, stratify: bool = True, val: bool = True
+) -> list[Split]:
+    """Grouped k-fold cross-validation (scikit-learn's StratifiedGroupKFold): no group in two parts of a fold.
+
+    Args:
+        table: the clips.
+        group_column: the grouping column.
+        k: number of folds (at most the number of groups).
+        seed: shuffling seed.
+        stratify: balance class proportions across folds where the groups allow.
+        val: rotate a validation fold out of the training part.
+
+    Returns:
+        ``k`` splits whose test parts partition the table.
+    """
+    groups, _, m, row_group = _counts(table, group_column)
+    if len(groups) < k:
+        raise ValueError(f"{len(groups)} {group_column} groups cannot make {k} grouped folds. Fix: use "
+                         f"k <= {len(groups)} or leave_one_group_out.")
+    y = np.array(table.targets()) if stratify else np.zeros(len(table), dtype=int)
+    sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = [test for _, test in sgkf.split(np.zeros(len(y)), y, row_group)]
+    return _rotate(folds, len(y), f"grouped by {group_column}", val)
+
+
+def leave_one_group_out(table: ClipTable, group_column: str, val: bool = True) -> list[Split]:
+    """One split per group: that group is the test part (the next group, in sorted order, validates).
+
+    Args:
+        table: the clips.
+        group_column: the grouping column.
+        val: rotate the next group in as the validation part.
+
+    Returns:
+        One split per group, in sorted group order.
+    """
+    groups, _, _, row_group = _counts(table, group_column)
+    logo = LeaveOneGroupOut()
+    folds = sorted((test for _, test in logo.split(np.zeros(len(row_group)), groups=row_group)),
+                   key=lambda t: row_group[t[0]])
+    return _rotate(folds, len(row_group), f"leave one {group_column} out:", val,
+                   [f"test={groups[row_group[t[0]]]}" for t in folds])
+
+
+def split_report(table: ClipTable, split: Split, group_column: str | None = None) -> dict:
+    """Counts per class per part, the groups of each part, and the classes a part lacks.
+
+    Returns:
+        ``{"name", "classes", "parts": {part: {"clips", "per_class": {class: n}, "groups": [...]}},
+        "missing": [[part, class], ...], "shared_groups": [...]}`` (JSON-ready).
+    """
+    classes = table.classes
+    report: dict = {"name": split.name, "classes": classes, "parts": {}, "missing": [], "shared_groups": []}
+    seen: dict[str, set[str]] = {}
+    for part, idx in split.parts().items():
+        per = Counter(table[i].label for i in idx)
+        entry = {"clips": len(idx), "per_class": {c: per.get(c, 0) for c in classes}}
+        if group_column:
+            seen[part] = {table[i].groups[group_column] for i in idx}
+            entry["groups"] = sorted(seen[part])
+        report["parts"][part] = entry
+        if idx:
+            report["missing"] += [[part, c] for c in classes if per.get(c, 0) == 0]
+    if group_column:
+        shared = (seen["train"] & seen["val"]) | (seen["train"] & seen["test"]) | (seen["val"] & seen["test"])
+        report["shared_groups"] = sorted(shared)
+    return report
+
+
+def format_split_report(report: dict) -> str:
+    """A split report as an aligned text table (classes as rows, parts as columns)."""
+    parts = list(report["parts"])
+    width = max([len(c) for c in report["classes"]] + [5])
+    lines = [report["name"], f"{'class':<{width}} " + " ".join(f"{p:>7}" for p in parts)]
+    for c in report["classes"]:
+        lines.append(f"{c:<{width}} " + " ".join(f"{report['parts'][p]['per_class'][c]:>7}" for p in parts))
+    lines.append(f"{'total':<{width}} " + " ".join(f"{report['parts'][p]['clips']:>7}" for p in parts))
+    for p in parts:
+        if "groups" in report["parts"][p]:
+            lines.append(f"{p} groups: {', '.join(report['parts'][p]['groups'])}")
+    if report["missing"]:
+        lines.append("missing: " + ", ".join(f"{c} in {p}" for p, c in report["missing"]))
+    if report["shared_groups"]:
+        lines.append("GROUPS IN TWO PARTS: " + ", ".join(report["shared_groups"]))
+    return "\n".join(lines)
