@@ -20,13 +20,39 @@ class LabelMapper(nn.Module):
 
     needs_fit: bool = False
     refit_every_epoch: bool = False
+    #: which backbone output the mapper reads: ``"logits"`` (source labels) or ``"features"`` (pooled features).
+    input_kind: str = "logits"
 
     def __init__(self, num_sources: int, num_targets: int) -> None:
         super().__init__()
+        if num_sources < 1:
+            raise ValueError(f"a label mapper needs at least 1 source label or feature, got {num_sources}")
         if num_targets < 2:
             raise ValueError(f"a label mapper needs at least 2 target classes, got {num_targets}")
         self.num_sources = num_sources
         self.num_targets = num_targets
+
+    @classmethod
+    def from_backbone(cls, backbone: nn.Module, num_targets: int, **options) -> LabelMapper:
+        """Build the mapper for ``backbone`` (S read from its spec: label count or feature width).
+
+        Args:
+            backbone: a :class:`backbones.base.Backbone` (anything with a ``spec`` and a ``name``).
+            num_targets: K.
+            **options: the mapper's own options.
+        """
+        spec = backbone.spec
+        name = getattr(backbone, "name", type(backbone).__name__)
+        if cls.input_kind == "logits":
+            if spec.num_labels == 0:
+                raise ValueError(
+                    f"backbone {name!r} has no source labels, so {cls.__name__} has nothing to map; "
+                    "use the 'feature_linear' head (or 'semantic' for CLIP backbones)"
+                )
+            return cls(spec.num_labels, num_targets, **options)
+        if not spec.feature_dim:
+            raise ValueError(f"backbone {name!r} declares no feature_dim in its spec; {cls.__name__} needs it")
+        return cls(spec.feature_dim, num_targets, **options)
 
     def fit(self, source: torch.Tensor, targets: torch.Tensor) -> None:
         """Fit the mapping from ``(M, S)`` source outputs and ``(M,)`` integer targets."""

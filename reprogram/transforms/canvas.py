@@ -113,7 +113,16 @@ class FullProgram(CanvasProgram):
 
     budget_doc = "epsilon, the L-infinity bound of the perturbation in [0, 1] pixel units (None: unbounded)"
 
-    def __init__(self, channels: int, canvas_hw: tuple[int, int], inner_size: tuple[int, int] | None = None, **kw):
+    def __init__(
+        self,
+        channels: int,
+        canvas_hw: tuple[int, int],
+        budget: float | None = None,
+        inner_size: tuple[int, int] | None = None,
+        **kw,
+    ) -> None:
+        if budget is not None:  # the generic budget knob is epsilon here
+            kw["epsilon"] = budget
         super().__init__(channels, canvas_hw, tuple(inner_size or canvas_hw), **kw)
         self.budget = self.epsilon
         self.theta = nn.Parameter(torch.zeros(channels, *canvas_hw))  # (C, H, W)
