@@ -165,6 +165,7 @@ class TrainingConfig:
         patience: stop after this many epochs without validation improvement; ``None`` never stops early.
         select_metric: validation metric used for model selection and early stopping.
         label_smoothing: cross-entropy label smoothing.
+        balanced_loss: weight the cross-entropy by inverse class frequency of the training split.
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``).
         num_workers: data-loader worker processes.
     """
@@ -179,6 +180,7 @@ class TrainingConfig:
     patience: int | None = 5
     select_metric: str = "balanced_accuracy"
     label_smoothing: float = 0.0
+    balanced_loss: bool = False
     device: str = "cpu"
     num_workers: int = 0
 

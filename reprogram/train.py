@@ -1,0 +1,365 @@
+"""The one training loop of every trainable method (programs, mappers, LoRA, prompts, probes, fine-tuning).
+
+Contract: the model is any ``nn.Module`` whose ``forward(wave)`` maps a ``(B, N)`` waveform batch to
+``(B, K)`` target logits and whose trainable parameters are exactly those with ``requires_grad``.
+Models with a data-fitted part (frequency / iterative label mapping) expose
+``before_epoch(epoch: int, loader: DataLoader) -> None``, which the loop calls at the start of every epoch.
+
+The loop: AdamW (weight decay on matrices only), linear warm-up then cosine decay per step, gradient
+clipping, early stopping and model selection on the VALIDATION split only (the loop never sees a test
+set), a checkpoint of the trainable state (safetensors) plus optimizer / scheduler / epoch state after
+every epoch, and exact resumption: every epoch reseeds torch / numpy / random from ``(seed, epoch)``,
+so an interrupted run resumed from its last checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from reprogram.config import TrainingConfig
+from reprogram.metrics import classification_metrics, cross_entropy
+from reprogram.results import atomic_write_text
+
+LATEST = "latest.json"
+
+
+@dataclass
+class TrainResult:
+    """What training returns; the model holds the selected (best validation) weights afterwards.
+
+    Attributes:
+        best_epoch: epoch (0-based) whose weights were selected on the validation split.
+        best_val: validation metrics of that epoch.
+        history: one dict per epoch (train loss, validation loss and metric, learning rate, seconds).
+        epochs_run: number of epochs completed.
+        stopped_early: whether patience ran out before ``epochs``.
+        resumed_from: epoch of the checkpoint training resumed from (``None``: started fresh).
+    """
+
+    best_epoch: int
+    best_val: dict
+    history: list[dict] = field(default_factory=list)
+    epochs_run: int = 0
+    stopped_early: bool = False
+    resumed_from: int | None = None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch, a function of the run's seed and the epoch only (so resuming is exact)."""
+    return (seed * 1_000_003 + epoch * 7919 + 17) % 2**31
+
+
+def unpack(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(wave (B, N), target (B,))`` from a batch that is a tuple ``(wave, target, ...)`` or a dict."""
+    if isinstance(batch, dict):
+        wave = next((batch[k] for k in ("wave", "waveform", "audio", "x") if k in batch), None)
+        target = next((batch[k] for k in ("target", "label", "y") if k in batch), None)
+        assert wave is not None and target is not None, f"batch dict lacks wave/target keys: {list(batch)}"
+        return wave, target
+    return batch[0], batch[1]
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Named parameters that require grad."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` scalar counts measured from the module (shared tensors counted once)."""
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+class TrainableState:
+    """The part of a model that training changes: parameters that require grad, plus buffers that change
+    during training (fitted label mappings, batch-norm statistics under full fine-tuning).
+
+    Args:
+        model: the model, at its initialisation.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.initial_buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Name -> CPU tensor copy of every trainable parameter and changed buffer."""
+        out = {n: p.detach().cpu().clone().contiguous() for n, p in trainable_parameters(self.model)}
+        for n, b in self.model.named_buffers():
+            init = self.initial_buffers.get(n)
+            if init is None or init.shape != b.shape or not torch.equal(init, b):
+                out[n] = b.detach().cpu().clone().contiguous()
+        return out
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy ``state`` into the model in place (every name must exist in the model)."""
+        tensors = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        unknown = sorted(set(state) - set(tensors))
+        if unknown:
+            raise KeyError(
+                f"checkpoint holds tensors the model does not have: {unknown[:5]}; was it made by "
+                "another method or config?"
+            )
+        with torch.no_grad():
+            for n, t in state.items():
+                tensors[n].copy_(t.to(tensors[n].device))
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float, min_lr_ratio: float) -> Callable[[int], float]:
+    """Learning-rate multiplier of step ``s``: linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    warmup = int(round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; weight decay on tensors of 2+ dimensions only."""
+    params = trainable_parameters(model)
+    if not params:
+        raise ValueError(
+            f"{type(model).__name__} has no trainable parameters; this method is not trained by the "
+            "training loop (use a method with a program, adapter, prompt or head)"
+        )
+    decay = [p for _, p in params if p.ndim >= 2]
+    no_decay = [p for _, p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """``(targets (M,), logits (M, K))`` of the model in eval mode over ``loader``."""
+    was_training = model.training
+    model.eval()
+    targets, scores = [], []
+    for batch in loader:
+        wave, target = unpack(batch)
+        scores.append(model(wave.to(device)).float().cpu())
+        targets.append(target.cpu())
+    model.train(was_training)
+    return torch.cat(targets).numpy(), torch.cat(scores).numpy()
+
+
+def evaluate(
+    model: nn.Module, loader: DataLoader, classes: list[str], device: str = "cpu", positive: int | None = None
+) -> dict:
+    """Metrics of ``model`` on ``loader`` (see :func:`reprogram.metrics.classification_metrics`) plus ``loss``."""
+    y, scores = predict(model, loader, device)
+    return {**classification_metrics(y, scores, classes, positive), "loss": cross_entropy(y, scores)}
+
+
+def _selection_key(metrics: dict, name: str) -> tuple[float, float]:
+    """Higher is better: the selection metric first, then the negative validation loss as tie-break."""
+    value = -metrics["loss"] if name == "neg_loss" else metrics.get(name)
+    value = -math.inf if value is None else value
+    return (value, -metrics["loss"])
+
+
+def _class_weights(dataset: Dataset, num_classes: int) -> torch.Tensor:
+    targets = torch.as_tensor([int(unpack(dataset[i])[1]) for i in range(len(dataset))])
+    counts = torch.bincount(targets, minlength=num_classes).float()
+    return torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
+def train(
+    model: nn.Module,
+    train_data: Dataset,
+    val_data: Dataset,
+    classes: list[str],
+    config: TrainingConfig,
+    *,
+    seed: int,
+    checkpoint_dir: str | Path | None = None,
+    positive: int | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train ``model`` in place and leave it holding the weights selected on ``val_data``.
+
+    Args:
+        model: ``forward(wave (B, N)) -> logits (B, K)``; trains the parameters that require grad.
+        train_data: dataset of ``(wave (N,), target)`` items (random crops are drawn from the global
+            generators, which the loop reseeds every epoch).
+        val_data: the validation split, used for early stopping and model selection; never the test split.
+        classes: the K class names in target order.
+        config: the ``training`` section of the experiment config.
+        seed: the run's seed.
+        checkpoint_dir: folder for per-epoch checkpoints; when it holds one, training resumes from it.
+        positive: target index of the positive class for detection tasks (enables ROC-AUC / AP selection).
+        progress: show tqdm bars; ``None`` shows them only when stderr is a terminal.
+    """
+    device = config.device
+    model.to(device)
+    state = TrainableState(model)
+    seed_everything(epoch_seed(seed, -1))
+    optimizer = make_optimizer(model, config)
+    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.epochs * steps_per_epoch, config.warmup_fraction, config.min_lr_ratio)
+    )
+    weight = _class_weights(train_data, len(classes)).to(device) if config.balanced_loss else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    eval_loader = DataLoader(val_data, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+    show = sys.stderr.isatty() if progress is None else progress
+
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    history: list[dict] = []
+    start_epoch, best_key, best_epoch, best_val, best_state, stale = 0, None, -1, {}, None, 0
+    resumed_from = None
+    if ckpt is not None and (ckpt / LATEST).is_file():
+        saved = _load_checkpoint(ckpt, state, optimizer, scheduler)
+        start_epoch, history, best_epoch, best_val, stale = (
+            saved["epoch"] + 1,
+            saved["history"],
+            saved["best_epoch"],
+            saved["best_val"],
+            saved["stale"],
+        )
+        best_state = load_file(str(ckpt / saved["best"]))
+        best_key = _selection_key(best_val, config.select_metric)
+        resumed_from = saved["epoch"]
+
+    stopped_early = bool(history) and config.patience is not None and stale >= config.patience
+    for epoch in range(start_epoch, config.epochs):
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        seed_everything(epoch_seed(seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        loader = DataLoader(
+            train_data, batch_size=config.batch_size, shuffle=True, generator=generator, num_workers=config.num_workers
+        )
+        if hasattr(model, "before_epoch"):
+            model.before_epoch(epoch, loader)
+        model.train()
+        total, count = 0.0, 0
+        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False):
+            wave, target = unpack(batch)
+            wave, target = wave.to(device), target.to(device)
+            logits = model(wave)  # (B, K)
+            loss = loss_fn(logits, target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} at epoch {epoch}; lower training.lr or set training.grad_clip"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_([p for _, p in trainable_parameters(model)], config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(target)
+            count += len(target)
+        val = evaluate(model, eval_loader, classes, device, positive)
+        key = _selection_key(val, config.select_metric)
+        if best_key is None or key > best_key:
+            best_key, best_epoch, best_val, best_state, stale = key, epoch, val, state.state(), 0
+        else:
+            stale += 1
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / max(count, 1),
+                "val_loss": val["loss"],
+                f"val_{config.select_metric}": key[0],
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        stopped_early = config.patience is not None and stale >= config.patience and epoch + 1 < config.epochs
+        if ckpt is not None:
+            _save_checkpoint(ckpt, epoch, state, optimizer, scheduler, history, best_epoch, best_val, best_state, stale)
+    assert best_state is not None, "training ran no epoch"
+    state.load(best_state)
+    return TrainResult(best_epoch, best_val, history, len(history), stopped_early, resumed_from)
+
+
+def _save_checkpoint(
+    ckpt: Path,
+    epoch: int,
+    state: TrainableState,
+    optimizer,
+    scheduler,
+    history,
+    best_epoch,
+    best_val,
+    best_state,
+    stale,
+) -> None:
+    """Write this epoch's files, then point ``latest.json`` at them (atomic), then drop older files."""
+    ckpt.mkdir(parents=True, exist_ok=True)
+    weights, extra, best = (
+        f"epoch-{epoch:04d}.safetensors",
+        f"epoch-{epoch:04d}.state.pt",
+        f"best-{best_epoch:04d}.safetensors",
+    )
+    save_file(state.state(), str(ckpt / weights), metadata={"epoch": str(epoch)})
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, ckpt / extra)
+    if not (ckpt / best).exists():
+        save_file(best_state, str(ckpt / best), metadata={"epoch": str(best_epoch)})
+    latest = {
+        "epoch": epoch,
+        "weights": weights,
+        "state": extra,
+        "best": best,
+        "best_epoch": best_epoch,
+        "best_val": best_val,
+        "history": history,
+        "stale": stale,
+    }
+    atomic_write_text(ckpt / LATEST, json.dumps(latest))
+    for f in ckpt.iterdir():
+        if f.name not in (weights, extra, best, LATEST):
+            f.unlink(missing_ok=True)
+
+
+def _load_checkpoint(ckpt: Path, state: TrainableState, optimizer, scheduler) -> dict:
+    try:
+        saved = json.loads((ckpt / LATEST).read_text())
+        state.load(load_file(str(ckpt / saved["weights"])))
+        extra = torch.load(ckpt / saved["state"], weights_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise RuntimeError(
+            f"checkpoint in {ckpt} cannot be resumed ({type(e).__name__}: {e}); delete the folder "
+            "to restart this run from scratch"
+        ) from None
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    return saved
+
+
+def load_trainable(model: nn.Module, path: str | Path) -> None:
+    """Load a trainable-state safetensors file (``trainable.safetensors`` or a checkpoint) into ``model``."""
+    TrainableState(model).load(load_file(str(path)))

@@ -1,0 +1,134 @@
+"""The training loop: exact resumption after an interruption, and model selection on validation only."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import Dataset
+
+from reprogram.config import TrainingConfig
+from reprogram.train import evaluate, load_trainable, train
+
+SR = 2000
+
+
+class Tones(Dataset):
+    """Noisy tones whose frequency encodes the class; ``flip`` relabels class c as (c + 1) mod K."""
+
+    def __init__(self, n: int, seed: int, k: int = 3, flip: bool = False, crop: bool = False) -> None:
+        g = np.random.default_rng(seed)
+        self.y = g.integers(0, k, n)
+        t = np.arange(SR // 4) / SR
+        self.x = np.stack([np.sin(2 * math.pi * (150 + 250 * c) * t + g.uniform(0, 6)) for c in self.y])
+        self.x = (self.x + g.normal(0, 0.8, self.x.shape)).astype(np.float32)
+        self.labels = (self.y + 1) % k if flip else self.y
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        wave = torch.from_numpy(self.x[i])
+        shift = int(torch.randint(0, 20, ())) if self.crop else 0  # a random crop, from the global generator
+        return torch.roll(wave, shift), int(self.labels[i])
+
+
+class SpectrumNet(nn.Module):
+    """forward(wave (B, N)) -> logits (B, K): log power spectrum, dropout, linear."""
+
+    def __init__(self, k: int = 3) -> None:
+        super().__init__()
+        self.proj = nn.Linear(65, k)
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(wave, 128, 64, window=torch.hann_window(128), return_complex=True).abs().pow(2)  # (B, F, T)
+        feats = nn.functional.layer_norm(torch.log(spec.mean(-1) + 1e-6), (65,))  # (B, F)
+        return self.proj(self.drop(feats))  # (B, K)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAfter(SpectrumNet):
+    """Raises on its ``limit``-th training forward, like a killed job."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.calls, self.limit = 0, limit
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+            if self.calls == self.limit:
+                raise Crash("simulated interruption")
+        return super().forward(wave)
+
+
+CLASSES = ["a", "b", "c"]
+
+
+def _model(cls=SpectrumNet, *args) -> nn.Module:
+    torch.manual_seed(123)
+    return cls(*args)
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path):
+    cfg = TrainingConfig(epochs=5, batch_size=8, lr=0.05, patience=None, warmup_fraction=0.2)
+    data, val = Tones(48, 0, crop=True), Tones(24, 1)
+    full = _model()
+    ref = train(full, data, val, CLASSES, cfg, seed=7, checkpoint_dir=tmp_path / "a", progress=False)
+
+    crashing = _model(CrashAfter, 6 * 2 + 3)  # 6 batches per epoch: dies inside epoch 3 (0-based 2)
+    with pytest.raises(Crash):
+        train(crashing, data, val, CLASSES, cfg, seed=7, checkpoint_dir=tmp_path / "b", progress=False)
+    resumed_model = _model()
+    resumed = train(resumed_model, data, val, CLASSES, cfg, seed=7, checkpoint_dir=tmp_path / "b", progress=False)
+
+    assert resumed.resumed_from == 1
+    assert resumed.best_epoch == ref.best_epoch
+    for (name, a), (_, b) in zip(full.state_dict().items(), resumed_model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in ref.history]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history]
+    # the checkpoint holds the trainable parameters only, and loads back
+    saved = load_file(str(tmp_path / "a" / f"best-{ref.best_epoch:04d}.safetensors"))
+    assert set(saved) == {"proj.weight", "proj.bias"}
+    fresh = _model()
+    load_trainable(fresh, tmp_path / "a" / f"best-{ref.best_epoch:04d}.safetensors")
+    assert torch.equal(fresh.proj.weight, full.proj.weight)
+
+
+def test_selection_uses_validation_only(tmp_path):
+    """Validation labels are flipped: the better the model on test, the worse on val. The loop must pick
+    the epoch best on val, although later epochs are better on test."""
+    train_data, val, test = Tones(60, 0, crop=True), Tones(30, 1, flip=True), Tones(60, 2)
+    cfg = TrainingConfig(epochs=6, batch_size=10, lr=0.003, patience=None, warmup_fraction=0.0)
+    test_acc_per_epoch = []
+
+    class Recording(SpectrumNet):
+        def before_epoch(self, epoch, loader):  # weights at the end of the previous epoch
+            if epoch > 0:
+                test_acc_per_epoch.append(evaluate(self, _loader(test), CLASSES)["accuracy"])
+
+    model = _model(Recording)
+    result = train(model, train_data, val, CLASSES, cfg, seed=0, checkpoint_dir=tmp_path, progress=False)
+    last = _model()
+    load_trainable(last, tmp_path / f"epoch-{cfg.epochs - 1:04d}.safetensors")
+    test_acc_per_epoch.append(evaluate(last, _loader(test), CLASSES)["accuracy"])
+
+    val_scores = [h["val_balanced_accuracy"] for h in result.history]
+    assert result.best_epoch == int(np.argmax(val_scores))  # ties go to the lower val loss
+    assert max(test_acc_per_epoch) > test_acc_per_epoch[result.best_epoch] + 0.2
+    selected = evaluate(model, _loader(test), CLASSES)["accuracy"]
+    assert selected == pytest.approx(test_acc_per_epoch[result.best_epoch])
+
+
+def _loader(ds):
+    return torch.utils.data.DataLoader(ds, batch_size=16)
