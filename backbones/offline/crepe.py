@@ -125,13 +125,16 @@ class Crepe(Backbone):
         Returns:
             :class:`BackboneOutput` (see the module docstring); ``mask`` ``(B, T)`` or None.
         """
-        emb5, emb6, logits = self.frame_outputs(wave)
         mask = None
         if lengths is not None:
             lengths = torch.as_tensor(lengths, dtype=torch.long, device=wave.device)
             if lengths.shape != (wave.shape[0],) or int(lengths.min()) < 1 or int(lengths.max()) > wave.shape[1]:
                 raise ValueError(f"lengths must be (B,) integers in [1, N={wave.shape[1]}], got {lengths.tolist()}")
+            # zero the padding, so a clip's frames see what they would see alone (zeros past its end)
+            wave = wave * (torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None])
             valid = 1 + torch.div(lengths, self.hop_length, rounding_mode="floor")  # (B,)
+        emb5, emb6, logits = self.frame_outputs(wave)
+        if lengths is not None:
             mask = torch.arange(emb5.shape[1], device=wave.device)[None, :] < valid[:, None]  # (B, T)
         w = torch.ones(emb5.shape[:2], dtype=emb5.dtype, device=wave.device) if mask is None else mask.to(emb5.dtype)
         w = (w / w.sum(dim=1, keepdim=True)).unsqueeze(-1)  # (B, T, 1)

@@ -1,0 +1,177 @@
+"""The offline backbones are real pretrained models, frozen, and honour the Backbone interface.
+
+Each model is proven pretrained by a behaviour random weights cannot show: EfficientNet-Lite0 names the
+Grace Hopper photo, CREPE finds 440 Hz, the Whisper encoder reproduces the CTranslate2 runtime, and the
+inflated video model reproduces the 2-D model on a clip of identical frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from backbones import registry
+from backbones.base import BackboneOutput
+
+try:  # the shared invariant checks, once they exist
+    from tests.backbone_checks import check_backbone as shared_check_backbone
+except ImportError:  # pragma: no cover - depends on another module landing
+    shared_check_backbone = None
+
+OFFLINE = ("offline:efficientnet_lite0", "offline:efficientnet_lite0_video", "offline:whisper_tiny_en", "offline:crepe")
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return registry.create("offline:efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def lite0_video():
+    return registry.create("offline:efficientnet_lite0_video", frames=4)
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    return registry.create("offline:whisper_tiny_en")
+
+
+@pytest.fixture(scope="module")
+def crepe():
+    return registry.create("offline:crepe", hop_length=400)
+
+
+def example_input(backbone, seconds: float = 0.5, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """A small batch of 2 inputs for ``backbone.spec`` (short clips, small images: the nets are size-agnostic)."""
+    g = torch.Generator().manual_seed(seed)
+    spec = backbone.spec
+    if spec.modality in ("speech", "audio"):
+        return 0.1 * torch.randn(2, int(seconds * spec.sample_rate), generator=g)
+    if spec.modality == "image":
+        return torch.randn(2, spec.channels, size, size, generator=g)
+    return torch.randn(2, spec.channels, 2, size, size, generator=g)
+
+
+def check_frozen_interface(backbone) -> None:
+    """Frozen, eval-locked, outputs match the spec, input gets a finite non-zero gradient, weights don't move."""
+    assert backbone.num_parameters() > 1_000_000
+    assert backbone.num_parameters(trainable_only=True) == 0
+    backbone.train()
+    assert all(not m.training for m in backbone.children()), "frozen submodules must stay in eval mode"
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    program = torch.nn.Parameter(torch.zeros_like(example_input(backbone)))
+    opt = torch.optim.SGD([program], lr=0.1)
+    out = backbone(example_input(backbone) + program)
+    assert isinstance(out, BackboneOutput)
+    spec = backbone.spec
+    assert out.features.shape == (2, spec.feature_dim)
+    if spec.num_labels:
+        assert out.logits.shape == (2, spec.num_labels)
+    if spec.num_layers:
+        assert len(out.hidden_states) == spec.num_layers
+    loss = out.features.pow(2).mean() + (out.logits.logsumexp(-1).mean() if out.logits is not None else 0.0)
+    loss.backward()
+    opt.step()
+    assert program.grad is not None and torch.isfinite(program.grad).all() and program.grad.abs().sum() > 0
+    after = backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen backbone's weights changed"
+    backbone.eval()
+
+
+def test_registry_lists_offline_names():
+    assert set(OFFLINE) <= set(registry.names())
+
+
+@pytest.mark.parametrize("fixture", ["lite0", "lite0_video", "whisper", "crepe"])
+def test_frozen_interface(fixture, request):
+    backbone = request.getfixturevalue(fixture)
+    check_frozen_interface(backbone)
+    if shared_check_backbone is not None:
+        shared_check_backbone(backbone)
+
+
+def test_efficientnet_names_grace_hopper(lite0):
+    from matplotlib import cbook
+    from PIL import Image
+
+    spec = lite0.spec
+    assert spec.shape == (3, 224, 224) and spec.num_labels == 1000 and spec.feature_dim == 1280
+    img = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    h, w = spec.height_width
+    scale = h / min(img.size)  # shorter side to 224, centre crop
+    img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+    left, top = (img.width - w) // 2, (img.height - h) // 2
+    img = img.crop((left, top, left + w, top + h))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, H, W)
+    x = (x - torch.tensor(spec.mean)[:, None, None]) / torch.tensor(spec.std)[:, None, None]
+    with torch.no_grad():
+        logits = lite0(x[None]).logits[0]
+    assert spec.label_names[int(logits.argmax())] == "military uniform"
+
+
+def test_video_boring_clip_equals_image_model(lite0, lite0_video):
+    assert lite0_video.spec.shape == (3, 4, 224, 224)
+    assert lite0_video.spec.label_names == lite0.spec.label_names
+    frame = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    clip = frame[:, :, None].expand(-1, -1, 4, -1, -1)  # (1, 3, T, H, W), identical frames
+    with torch.no_grad():
+        image_out, video_out = lite0(frame), lite0_video(clip)
+        moving = lite0_video(torch.cat([clip[:, :, :2], torch.flip(clip[:, :, 2:], dims=[-1])], dim=2))
+    torch.testing.assert_close(video_out.logits, image_out.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(video_out.features, image_out.features, atol=1e-4, rtol=1e-4)
+    assert (moving.logits - image_out.logits).abs().max() > 1e-2  # time is mixed, not ignored
+
+
+def test_video_kernels_are_inflated_and_depthwise(lite0, lite0_video):
+    conv2d, conv3d = lite0.net._blocks[1]._depthwise_conv, lite0_video.net._blocks[1]._depthwise_conv
+    assert conv3d.groups == conv2d.groups == conv2d.out_channels
+    assert conv3d.weight.shape == (*conv2d.weight.shape[:2], 3, *conv2d.weight.shape[2:])
+    torch.testing.assert_close(conv3d.weight.sum(dim=2), conv2d.weight)
+    bn2d, bn3d = lite0.net._blocks[1]._bn1, lite0_video.net._blocks[1]._bn1
+    assert isinstance(bn3d, torch.nn.BatchNorm3d) and torch.equal(bn3d.running_var, bn2d.running_var)
+
+
+def test_crepe_finds_440_hz(crepe):
+    import torchcrepe
+
+    t = torch.arange(8000) / crepe.spec.sample_rate
+    wave = 0.5 * torch.sin(2 * math.pi * 440.0 * t)[None]  # (1, N)
+    with torch.no_grad():
+        emb5, emb6, logits = crepe.frame_outputs(wave)
+        hz = crepe.pitch_hz(logits[0, 2:-2])  # frames away from the zero-padded edges
+        reference = torchcrepe.infer(next(torchcrepe.preprocess(wave, 16000, crepe.hop_length)), "full")
+    assert emb5.shape == (1, 1 + 8000 // 400, 2048) and emb6.shape == emb5.shape
+    cents = 1200 * torch.log2(hz / 440.0)
+    assert cents.abs().max() < 10, cents
+    torch.testing.assert_close(torch.sigmoid(logits[0]), reference, atol=1e-5, rtol=1e-4)
+    assert crepe.spec.num_labels == 360 and crepe.spec.label_names[0].startswith("31.7 Hz")
+
+
+def test_crepe_mask_counts_frames(crepe):
+    wave = torch.randn(2, 4000, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = crepe(wave, lengths=torch.tensor([4000, 1200]))
+        alone = crepe(wave[1:, :1200])
+    assert out.mask.sum(1).tolist() == [11, 4]
+    torch.testing.assert_close(out.features[1], alone.features[0], atol=1e-4, rtol=1e-4)
+
+
+def test_whisper_matches_ctranslate2_runtime(whisper):
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    from backbones.offline.whisper import packaged_model_dir
+
+    assert whisper.spec.sample_rate == 16000 and whisper.spec.num_layers == 5 and whisper.spec.feature_dim == 384
+    wave = 0.1 * torch.randn(1, 5 * 16000, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        mel = whisper.frontend(wave)  # (1, 80, 500): 5 s, not padded to 30 s
+        out = whisper(wave)
+    runtime = ctranslate2.models.Whisper(str(packaged_model_dir()), device="cpu", compute_type="float32")
+    reference = torch.from_numpy(np.array(runtime.encode(ctranslate2.StorageView.from_array(mel.numpy()))))
+    ours = out.hidden_states[-1]
+    assert ours.shape == reference.shape == (1, 250, 384)
+    # fp16-stored weights, two runtimes: agree to fp16 resolution relative to the activations' scale
+    assert (ours - reference).abs().max() < 1e-2 * reference.abs().max()
+    assert (ours - reference).norm() < 1e-3 * reference.norm()
