@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 #: File name extensions treated as audio by the folder and Raven loaders (lower case, with the dot).
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3", ".w64", ".rf64", ".caf")
@@ -100,6 +98,9 @@ def resample(wave: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
         return wave.astype(np.float32, copy=False)
     if orig_sr <= 0 or new_sr <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_sr} -> {new_sr}")
+    import torch  # imported here so header-only tools (data check) start without loading torch
+    import torchaudio.functional as AF
+
     out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), int(orig_sr), int(new_sr))
     return out.numpy().astype(np.float32, copy=False)
 

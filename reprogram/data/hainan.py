@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from reprogram.data.manifest import RowPolicy, parse_seconds, read_rows, require_columns
-from reprogram.data.raven import AudioIndex, add_background, note_overlaps
+from reprogram.data.manifest import RowPolicy, note_overlaps, parse_seconds, read_rows, require_columns
+from reprogram.data.raven import AudioIndex, add_background
 from reprogram.data.records import ClipRecord, ClipTable
 
 HAINAN_COLUMNS: tuple[str, ...] = ("Start", "End", "Type")

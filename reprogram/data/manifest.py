@@ -10,6 +10,7 @@ from pathlib import Path
 
 from reprogram.data.audio import AudioInfo, AudioReadError, audio_info
 from reprogram.data.records import ClipRecord, ClipTable
+from reprogram.data.windows import find_overlaps
 
 ON_ERROR: tuple[str, ...] = ("error", "skip")
 
@@ -78,6 +79,14 @@ class RowPolicy:
         table.skipped.extend(self.skipped)
         table.notes.extend(self.notes)
         return table
+
+
+def note_overlaps(records: Sequence[ClipRecord], policy: RowPolicy) -> None:
+    """Add a note for every pair of annotations that overlap in time in the same file."""
+    for i, j in find_overlaps(records):
+        a, b = records[i], records[j]
+        policy.notes.append((a.source, f"annotation [{a.start_s}, {a.end_s}] s ({a.label}) overlaps {b.source} "
+                                       f"[{b.start_s}, {b.end_s}] s ({b.label}) in {a.path}"))
 
 
 def resolve_path(value: str, base: str | os.PathLike[str]) -> str:
@@ -191,5 +200,7 @@ def load_manifest(
         groups = {g: row[g] for g in group_columns}
         meta = {k: v for k, v in row.items() if k not in used}
         records.append(ClipRecord(audio, label, groups, start, end, source, meta))
+    if start_column or end_column:
+        note_overlaps(records, policy)
     table = ClipTable(records, label_column or "", group_columns, name)
     return policy.finish(table)

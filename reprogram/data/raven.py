@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from reprogram.data.audio import AUDIO_EXTENSIONS
-from reprogram.data.manifest import RowPolicy, parse_seconds, read_rows, require_columns
+from reprogram.data.manifest import RowPolicy, note_overlaps, parse_seconds, read_rows, require_columns
 from reprogram.data.records import ClipRecord, ClipTable
-from reprogram.data.windows import find_overlaps, sample_background
+from reprogram.data.windows import sample_background
 
 BEGIN, END = "Begin Time (s)", "End Time (s)"
 _TABLE_SUFFIX = re.compile(r"(\.Table\.\d+)?\.selections\.txt$|\.txt$", re.IGNORECASE)
@@ -106,14 +106,6 @@ def add_background(
         for i, (s, e) in enumerate(windows):
             out.append(ClipRecord(path, label, dict(groups), s, e, f"{name}:background{i}", {"background": "1"}))
     return out
-
-
-def note_overlaps(records: Sequence[ClipRecord], policy: RowPolicy) -> None:
-    """Add a note for every pair of annotations that overlap in time in the same file."""
-    for i, j in find_overlaps(records):
-        a, b = records[i], records[j]
-        policy.notes.append((a.source, f"annotation [{a.start_s}, {a.end_s}] s ({a.label}) overlaps {b.source} "
-                                       f"[{b.start_s}, {b.end_s}] s ({b.label}) in {a.path}"))
 
 
 def _table_files(path: str) -> list[str]:

@@ -1,0 +1,230 @@
+"""``data check``: counts, durations, sample rates, every problem of a dataset, and leakage warnings.
+
+Errors (the check fails): missing or unreadable files, empty or NaN audio, missing labels, duplicate rows,
+rows dropped while loading. Warnings: overlapping annotations, segments past the end of a file, silent
+audio, rare classes, skipped rows under ``on_error="skip"``, and trivial cues that predict the label.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from reprogram.data.audio import AudioReadError, audio_info, load_audio
+from reprogram.data.leakage import leakage_checks
+from reprogram.data.records import ClipRecord, ClipTable
+
+#: fewer clips than this in a class gets a warning (too few for 5-fold cross-validation).
+RARE_CLASS = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding, naming the row and file.
+
+    Attributes:
+        severity: ``"error"`` or ``"warning"``.
+        kind: ``missing_file``, ``unreadable_file``, ``empty_audio``, ``nan_audio``, ``missing_label``,
+            ``duplicate_row``, ``bad_row``, ``overlapping_annotations``, ``segment_past_end``, ``silent_audio``,
+            ``background``, ``rare_class``, ``skipped_row``, ``leakage``.
+        source: the row (``"manifest.csv:12"``) or ``""`` for table-wide findings.
+        message: what is wrong (names the file) and, for errors, the fix.
+    """
+
+    severity: str
+    kind: str
+    source: str
+    message: str
+
+
+@dataclass
+class CheckReport:
+    """Everything ``data check`` found; :meth:`to_dict` is its JSON form."""
+
+    name: str
+    n_clips: int
+    classes: dict[str, int]
+    groups: dict[str, dict[str, int]]
+    durations: dict[str, float]
+    sample_rates: dict[str, int]
+    channels: dict[str, int]
+    problems: list[Problem] = field(default_factory=list)
+    leakage: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(n_classes=len(self.classes), n_groups={g: len(v) for g, v in self.groups.items()},
+                   n_errors=len(self.errors), n_warnings=len(self.warnings))
+        return out
+
+
+def _row_kind(reason: str) -> str:
+    pairs = (("not found", "missing_file"), ("no audio file", "missing_file"), ("no recording", "missing_file"),
+             ("unreadable", "unreadable_file"), ("missing label", "missing_label"))
+    for key, kind in pairs:
+        if key in reason:
+            return kind
+    return "bad_row"
+
+
+def _note_kind(message: str) -> str:
+    if "overlaps" in message:
+        return "overlapping_annotations"
+    if "after the end" in message:
+        return "segment_past_end"
+    return "background" if "background" in message else "note"
+
+
+def _decode_problems(table: ClipTable) -> list[Problem]:
+    """Decode every distinct clip once: empty, NaN, silent or undecodable audio."""
+    problems, seen = [], set()
+    for rec in table:
+        key = (rec.path, rec.start_s, rec.end_s)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            wave, _ = load_audio(rec.path, None, rec.start_s, rec.end_s)  # (N,)
+        except FileNotFoundError as err:
+            problems.append(Problem("error", "missing_file", rec.source, str(err)))
+            continue
+        except (AudioReadError, ValueError) as err:
+            problems.append(Problem("error", "unreadable_file", rec.source, str(err)))
+            continue
+        if wave.size == 0:
+            problems.append(Problem("error", "empty_audio", rec.source, f"{rec.path} has no samples. Fix: "
+                                    "replace the file or delete the row."))
+        elif not np.isfinite(wave).all():
+            bad = int((~np.isfinite(wave)).sum())
+            problems.append(Problem("error", "nan_audio", rec.source, f"{rec.path} has {bad} NaN/inf samples. "
+                                    "Fix: re-export the file from the original recording."))
+        elif not np.any(wave):
+            problems.append(Problem("warning", "silent_audio", rec.source, f"{rec.path} is all zeros"))
+    return problems
+
+
+def check_table(
+    table: ClipTable,
+    *,
+    on_error: str = "error",
+    decode: bool = True,
+    leakage: bool = True,
+    clip_seconds: float | None = None,
+    seed: int = 0,
+) -> CheckReport:
+    """Inspect a loaded table (load it with ``on_error="skip"`` so every bad row is listed).
+
+    Args:
+        table: the clips, with ``table.skipped`` and ``table.notes`` from loading.
+        on_error: the policy the user wants: under ``"skip"`` skipped rows are warnings, else errors.
+        decode: decode every clip to find empty, NaN and silent audio (headers alone are always read).
+        leakage: run the leakage baselines (needs labels and at least two classes).
+        clip_seconds: model input length for the padding-fraction cue (default: the longest clip).
+        seed: seed of the leakage baselines.
+
+    Returns:
+        The report.
+    """
+    t0 = time.perf_counter()
+    problems = [Problem("warning" if on_error == "skip" else "error",
+                        "skipped_row" if on_error == "skip" else _row_kind(reason), source,
+                        reason if on_error == "skip" else f"{reason} (the row was not loaded)")
+                for source, reason in table.skipped]
+    problems += [Problem("warning", _note_kind(msg), source, msg) for source, msg in table.notes]
+    # headers: durations, sample rates, channels
+    infos, durations, readable = {}, [], []
+    for rec in table:
+        if rec.path not in infos:
+            try:
+                infos[rec.path] = audio_info(rec.path)
+            except (FileNotFoundError, AudioReadError) as err:
+                infos[rec.path] = err
+                kind = "missing_file" if isinstance(err, FileNotFoundError) else "unreadable_file"
+                problems.append(Problem("error", kind, rec.source, str(err)))
+        info = infos[rec.path]
+        if isinstance(info, Exception):
+            continue
+        start = rec.start_s or 0.0
+        end = info.duration if rec.end_s is None else min(rec.end_s, info.duration)
+        durations.append(max(0.0, end - start))
+        readable.append(rec)
+    first: dict[tuple, ClipRecord] = {}
+    for rec in table:
+        key = (rec.path, rec.start_s, rec.end_s)
+        if key in first:
+            other = first[key]
+            clash = f" with a different label ({other.label!r} vs {rec.label!r})" if other.label != rec.label else ""
+            problems.append(Problem("error", "duplicate_row", rec.source, f"duplicates row {other.source}{clash} "
+                                    f"({rec.path}, [{rec.start_s}, {rec.end_s}] s). Fix: delete one of the rows."))
+        else:
+            first[key] = rec
+    unlabelled = [r for r in table if r.label is None]
+    if unlabelled and table.label_column:
+        problems += [Problem("error", "missing_label", r.source, f"{r.path} has no label") for r in unlabelled]
+    if decode:
+        problems += _decode_problems(ClipTable(readable, table.label_column, table.group_columns, table.name))
+    classes = dict(sorted(Counter(r.label for r in table if r.label is not None).items()))
+    for c, n in classes.items():
+        if n < RARE_CLASS:
+            problems.append(Problem("warning", "rare_class", "", f"class {c!r} has only {n} clip(s): too few for "
+                                    f"{RARE_CLASS}-fold cross-validation"))
+    leak = []
+    labelled = ClipTable([r for r in readable if r.label is not None], table.label_column, table.group_columns)
+    if leakage and len(labelled.classes) >= 2 and len(labelled) >= 10:
+        durs = [d for r, d in zip(readable, durations, strict=True) if r.label is not None]
+        for res in leakage_checks(labelled, durs, table.group_columns, clip_seconds, seed):
+            leak.append(res.to_dict())
+            if res.warn:
+                problems.append(Problem("warning", "leakage", "", res.message))
+    rates = Counter(str(i.sample_rate) for i in infos.values() if not isinstance(i, Exception))
+    chans = Counter(str(i.channels) for i in infos.values() if not isinstance(i, Exception))
+    stats = {"min_s": min(durations), "median_s": statistics.median(durations), "max_s": max(durations),
+             "total_s": sum(durations)} if durations else {}
+    groups = {g: dict(sorted(Counter(r.groups.get(g, "") for r in table).items())) for g in table.group_columns}
+    return CheckReport(table.name, len(table), classes, groups, stats, dict(rates), dict(chans), problems, leak,
+                       time.perf_counter() - t0)
+
+
+def format_report(report: CheckReport, problems: bool = True, limit: int = 50) -> str:
+    """A report as text for the terminal (at most ``limit`` problems of each severity)."""
+    lines = [f"{report.name}: {report.n_clips} clips, {len(report.classes)} classes"]
+    width = max([len(c) for c in report.classes] + [5])
+    lines += [f"  {c:<{width}} {n:>6}" for c, n in report.classes.items()]
+    for g, counts in report.groups.items():
+        lines.append(f"{g}: {len(counts)} groups: " + ", ".join(f"{v} ({n})" for v, n in counts.items()))
+    if report.durations:
+        d = report.durations
+        lines.append(f"durations: min {d['min_s']:.2f} s, median {d['median_s']:.2f} s, max {d['max_s']:.2f} s, "
+                     f"total {d['total_s'] / 3600:.2f} h")
+    lines.append("sample rates: " + ", ".join(f"{r} Hz ({n} files)" for r, n in report.sample_rates.items()))
+    lines.append("channels: " + ", ".join(f"{c} ({n} files)" for c, n in report.channels.items()))
+    for res in report.leakage:
+        lines.append(("WARNING " if res["warn"] else "leakage ") + res["message"])
+    if problems:
+        for sev, items in (("ERROR", report.errors), ("warning", report.warnings)):
+            shown = [p for p in items if p.kind != "leakage"]
+            for p in shown[:limit]:
+                lines.append(f"{sev} [{p.kind}] {p.source + ': ' if p.source else ''}{p.message}")
+            if len(shown) > limit:
+                lines.append(f"... and {len(shown) - limit} more {sev.lower()}s (use --json for all)")
+    lines.append(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    return "\n".join(lines)
+
+
+def kinds(problems: Sequence[Problem]) -> Counter:
+    """Number of problems of each kind."""
+    return Counter(p.kind for p in problems)
