@@ -84,11 +84,14 @@ class PadProgram(CanvasProgram):
     Parameters: exactly ``C * (H*W - (H-2p)*(W-2p))``, stored as four strips (no masked-out waste).
     """
 
-    budget_doc = "pad width p in pixels: the inner image is (H-2p, W-2p), the frame of width p is learned"
+    budget_doc = (
+        "pad width p in pixels: the inner image is (H-2p, W-2p), the frame of width p is learned "
+        "(default: 1/14 of the shorter side, 16 px at 224)"
+    )
 
-    def __init__(self, channels: int, canvas_hw: tuple[int, int], budget: int = 16, **kw) -> None:
+    def __init__(self, channels: int, canvas_hw: tuple[int, int], budget: int | None = None, **kw) -> None:
         H, W = canvas_hw
-        p = int(budget)
+        p = max(1, round(min(H, W) / 14)) if budget is None else int(budget)
         if p < 1 or 2 * p >= min(H, W):
             raise ValueError(f"pad width {budget} must be in [1, {(min(H, W) - 1) // 2}] for a {H}x{W} canvas")
         super().__init__(channels, canvas_hw, (H - 2 * p, W - 2 * p), **kw)
