@@ -106,7 +106,9 @@ def plan_corpus(config: SyntheticConfig) -> CorpusPlan:
                 away = where.uniform() >= config.home_recorder_fraction
                 clips.append(ClipPlan(len(clips), call_type, pair, (home + away) % config.n_recorders))
     for r in range(config.n_recorders):
-        clips += [ClipPlan(len(clips), "noise", None, r) for _ in range(config.noise_clips_per_recorder)]
+        for _ in range(config.noise_clips_per_recorder):
+            clips.append(ClipPlan(len(clips), "noise", None, r))
+    assert [c.index for c in clips] == list(range(len(clips)))
     return CorpusPlan(config, females, males, recorders, tuple(clips))
 
 
