@@ -11,6 +11,8 @@ The wrappers take already-built transformers modules; loading from the hub (``hf
 
 from __future__ import annotations
 
+from types import MethodType
+
 import torch
 from torch import nn
 
@@ -47,6 +49,51 @@ def _check_wave(wave: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
     if lengths.shape != (wave.shape[0],) or int(lengths.min()) < 1 or int(lengths.max()) > wave.shape[1]:
         raise ValueError(f"lengths must be (B,) integers in [1, N={wave.shape[1]}], got {lengths.tolist()}")
     return lengths
+
+
+def _attention_through_modules(self, hidden: torch.Tensor, attention_mask, position_bias: torch.Tensor):
+    """WavLM self-attention calling ``q_proj``/``k_proj``/``v_proj``/``out_proj`` as modules (bound per instance).
+
+    transformers' WavLM attention hands the projection *weights* to ``F.multi_head_attention_forward``,
+    so a LoRA layer wrapped around ``q_proj`` would be bypassed and train nothing. This computes the
+    same function (scaled dot-product attention plus the gated relative-position bias and the key
+    padding mask) through the modules, so wrappers take effect.
+
+    Args:
+        hidden: ``(B, T, D)``.
+        attention_mask: ``(B, T)`` with 1 at valid frames, or None.
+        position_bias: ``(B * H, T, T)`` gated relative-position bias.
+
+    Returns:
+        ``((B, T, D), None)``: the attention output; attention weights are not materialised.
+    """
+    b, t, d = hidden.shape
+    heads = self.num_heads
+
+    def split(x: torch.Tensor) -> torch.Tensor:
+        return x.view(b, t, heads, d // heads).transpose(1, 2)  # (B, H, T, Dh)
+
+    bias = position_bias.view(b, heads, t, t).to(hidden.dtype)
+    if attention_mask is not None:
+        bias = bias.masked_fill(attention_mask.ne(1)[:, None, None, :], float("-inf"))
+    q, k, v = split(self.q_proj(hidden)), split(self.k_proj(hidden)), split(self.v_proj(hidden))
+    drop = self.dropout if self.training else 0.0
+    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)  # (B, H, T, Dh)
+    return self.out_proj(out.transpose(1, 2).reshape(b, t, d)), None
+
+
+def route_projections_through_modules(model: nn.Module) -> int:
+    """Make attention layers that read projection weights directly (WavLM) call the projection modules.
+
+    Returns:
+        The number of attention layers rerouted (0 for models that already call their modules).
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "torch_multi_head_self_attention") and hasattr(module, "q_proj"):
+            module.torch_multi_head_self_attention = MethodType(_attention_through_modules, module)
+            count += 1
+    return count
 
 
 class SpeechBackbone(Backbone):
@@ -100,6 +147,7 @@ class Wav2Vec2StyleBackbone(SpeechBackbone):
         super().__init__()
         self.model = model
         self.name = name
+        route_projections_through_modules(model)  # WavLM: so that LoRA on q/k/v/out_proj is not bypassed
         self.do_normalize = bool(getattr(feature_extractor, "do_normalize", True))
         # Checkpoints whose extractor returns no attention mask (group-norm front ends such as the base
         # models) were trained on zero-padded batches without one; passing a mask degrades them.
