@@ -151,11 +151,13 @@ class ReprogrammedModel(nn.Module):
         return True
 
     def start_epoch(self, loader: Iterable, epoch: int) -> bool:
-        """Call at the start of every epoch: fits FLM once (epoch 0) and ILM every epoch.
+        """Call at the start of every epoch: fits FLM once (first epoch, or whenever it is still unfitted, e.g.
+        after resuming without its state) and ILM every epoch.
 
         Returns:
             True when the mapper was (re)fitted.
         """
-        if self.mapper.needs_fit and (epoch == 0 or self.mapper.refit_every_epoch):
+        unfitted = not getattr(self.mapper, "is_fitted", False)
+        if self.mapper.needs_fit and (epoch == 0 or unfitted or self.mapper.refit_every_epoch):
             return self.fit_mapper(loader)
         return False

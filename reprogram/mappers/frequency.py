@@ -51,9 +51,14 @@ class AssignmentMapping(LabelMapper):
             raise ValueError(f"assignment {assignment.tolist()} is not injective into {self.num_sources} sources")
         self.assignment.copy_(assignment)
 
+    @property
+    def is_fitted(self) -> bool:
+        """True once an assignment is installed."""
+        return int(self.assignment.min()) >= 0
+
     def forward(self, source: torch.Tensor) -> torch.Tensor:
         """Args: source: ``(B, S)`` logits. Returns: ``(B, K)``."""
-        if int(self.assignment.min()) < 0:
+        if not self.is_fitted:
             raise NotFittedError(
                 f"{type(self).__name__} is not fitted; call ReprogrammedModel.fit_mapper(loader) first"
             )

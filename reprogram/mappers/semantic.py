@@ -38,16 +38,27 @@ class SemanticMapping(LabelMapper):
 
     @classmethod
     def from_backbone(
-        cls, backbone: nn.Module, num_targets: int, descriptions: list[str] | None = None, **options
+        cls,
+        backbone: nn.Module,
+        num_targets: int,
+        descriptions: list[str] | None = None,
+        class_names: list[str] | None = None,
+        template: str = "a spectrogram of a {} call.",
+        **options,
     ) -> SemanticMapping:
-        """Embed ``descriptions`` (one per target class) with the backbone's text encoder.
+        """Embed one description per target class with the backbone's text encoder.
 
         Args:
             backbone: a backbone with ``text_embeddings(prompts) -> (K, D)`` (the open_clip family).
             num_targets: K.
-            descriptions: K class descriptions, in class-index order.
-            **options: ``scale``, ``trainable``.
+            descriptions: K class descriptions, in class-index order (preferred: say what each class sounds
+                or looks like).
+            class_names: used with ``template`` when ``descriptions`` is not given.
+            template: format string with ``{}`` for a class name.
+            **options: ``scale`` (default: the backbone's own CLIP logit scale, else 100), ``trainable``.
         """
+        if descriptions is None and class_names is not None:
+            descriptions = [template.format(str(name).replace("_", " ")) for name in class_names]
         name = getattr(backbone, "name", type(backbone).__name__)
         if not hasattr(backbone, "text_embeddings"):
             raise ValueError(f"backbone {name!r} has no text encoder; semantic mapping needs an open_clip backbone")
@@ -55,10 +66,13 @@ class SemanticMapping(LabelMapper):
             got = "none" if descriptions is None else len(descriptions)
             raise ValueError(
                 f"semantic mapping needs one description per class ({num_targets}), got {got}; "
-                "pass descriptions=['a spectrogram of a gibbon duet', ...]"
+                "pass descriptions=['a spectrogram of a gibbon duet', ...] or class_names=[...]"
             )
         with torch.no_grad():
             emb = backbone.text_embeddings(list(descriptions))  # (K, D)
+        clip_model = getattr(backbone, "model", None)
+        if "scale" not in options and hasattr(clip_model, "logit_scale"):
+            options["scale"] = float(clip_model.logit_scale.detach().exp())
         return cls(emb, **options)
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:
