@@ -139,7 +139,7 @@ def load_audio(
             sr = int(f.samplerate)
             first = 0 if start_s is None else int(round(start_s * sr))
             last = f.frames if end_s is None else min(int(round(end_s * sr)), f.frames)
-            if first < 0 or (start_s is not None and first >= f.frames) or last <= first:
+            if first < 0 or (start_s is not None and first >= f.frames) or (end_s is not None and last <= first):
                 raise ValueError(
                     f"segment [{start_s}, {end_s}] s is empty or outside {path} ({f.frames / sr:.3f} s long). "
                     "Fix: correct the start/end columns of this row."
