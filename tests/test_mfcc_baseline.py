@@ -1,0 +1,111 @@
+"""The MFCC baseline: feature shapes, cross-validated evaluation, and its level on synthetic and real tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reprogram.baselines import evaluate_mfcc_baseline, mfcc_features, table_features
+from reprogram.data.loaders import load_table
+from reprogram.data.splits import leave_one_group_out, stratified_kfold
+from reprogram.data.synthetic import SyntheticConfig, generate_corpus, task_manifest
+
+CALLER_ID = SyntheticConfig(
+    seed=0,
+    n_individuals=6,
+    n_recorders=3,
+    female_calls_per_individual=5,
+    duets_per_individual=1,
+    male_calls_per_individual=0,
+    noise_clips_per_recorder=0,
+)
+
+
+@pytest.fixture(scope="module")
+def caller_id(tmp_path_factory):
+    """The caller-ID table of a small synthetic corpus (6 females x 6 calls) and its MFCC features."""
+    manifest = generate_corpus(tmp_path_factory.mktemp("mfcc") / "corpus", CALLER_ID)
+    table = load_table(task_manifest(manifest, "caller_id"), label_column="individual", group_columns=("recorder",))
+    return table, table_features(table, 16000)
+
+
+def test_feature_shapes_and_batching():
+    rng = np.random.default_rng(0)
+    waves = rng.standard_normal((3, 16000)).astype(np.float32)
+    assert mfcc_features(waves, 16000).shape == (3, 120)  # 20 MFCC x (static, delta, delta2) x (mean, std)
+    assert mfcc_features(waves, 16000, deltas=0).shape == (3, 40)
+    assert mfcc_features(waves, 16000, n_mfcc=13, deltas=1).shape == (3, 52)
+    mixed = [waves[0], waves[1, :8000], waves[2]]
+    feats = mfcc_features(mixed, 16000)
+    assert feats.shape == (3, 120) and np.isfinite(feats).all()
+    one_by_one = np.concatenate([mfcc_features([w], 16000) for w in mixed])
+    np.testing.assert_allclose(feats, one_by_one, rtol=1e-5, atol=1e-4)
+    # a higher tone moves the cepstrum: the features see the signal, not just its length
+    t = np.arange(16000) / 16000
+    tones = mfcc_features(np.stack([np.sin(2 * np.pi * 600 * t), np.sin(2 * np.pi * 1400 * t)]), 16000)
+    assert np.abs(tones[0, :20] - tones[1, :20]).max() > 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"deltas": 3}, "deltas"), ({"n_mfcc": 50}, "n_mels"), ({"f_max": 9000.0}, "f_max")],
+)
+def test_feature_argument_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mfcc_features(np.zeros((1, 16000), dtype=np.float32), 16000, **kwargs)
+
+
+def test_short_or_bad_clip_is_named():
+    with pytest.raises(ValueError, match="clip 1"):
+        mfcc_features([np.zeros(16000), np.zeros(100)], 16000)
+    with pytest.raises(ValueError, match="clip 0"):
+        mfcc_features([np.full(16000, np.nan)], 16000)
+
+
+def test_caller_id_beats_chance_but_is_not_solved(caller_id):
+    table, features = caller_id
+    folds = stratified_kfold(table, k=3, seed=0, val=False)
+    chance = 1 / 6
+    shuffled = np.random.default_rng(0).permutation(table.labels)
+    for classifier in ("logreg", "random_forest"):
+        result = evaluate_mfcc_baseline(features, table.labels, folds, classifier, seed=0)
+        assert result["chance_balanced_accuracy"] == pytest.approx(chance)
+        bal = result["mean"]["balanced_accuracy"]
+        assert chance + 0.08 < bal < 0.95, (classifier, bal)
+        control = evaluate_mfcc_baseline(features, shuffled, folds, classifier, seed=0)
+        assert control["mean"]["balanced_accuracy"] < bal, classifier
+        assert len(result["folds"]) == 3
+        assert all(0 <= f[m] <= 1 for f in result["folds"] for m in ("balanced_accuracy", "accuracy", "macro_f1"))
+        assert all(p is not None for p in result["predictions"])  # the test folds partition the table
+
+
+def test_table_input_matches_feature_input(caller_id):
+    table, features = caller_id
+    folds = stratified_kfold(table, k=3, seed=1, val=False)
+    from_table = evaluate_mfcc_baseline(table, None, folds, "logreg")
+    from_features = evaluate_mfcc_baseline(features, table.labels, folds, "logreg")
+    assert from_table["mean"] == from_features["mean"]
+    assert from_table["predictions"] == from_features["predictions"]
+
+
+def test_evaluation_errors(caller_id):
+    table, features = caller_id
+    n = len(table)
+    with pytest.raises(ValueError, match="share clips"):
+        evaluate_mfcc_baseline(features, table.labels, [(range(n), [0])])
+    with pytest.raises(ValueError, match="unknown classifier"):
+        evaluate_mfcc_baseline(features, table.labels, [(range(1, n), [0])], classifier="svm")
+    with pytest.raises(ValueError, match="targets"):
+        evaluate_mfcc_baseline(features, table.labels[:-1], [(range(1, n), [0])])
+    with pytest.raises(ValueError, match="no folds"):
+        evaluate_mfcc_baseline(features, table.labels, [])
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_danum_recorder_grouped_beats_chance(danum_dir):
+    table = load_table(danum_dir / "manifest.csv", label_column="label", group_columns=("recorder",))
+    folds = leave_one_group_out(table, "recorder", val=False)
+    result = evaluate_mfcc_baseline(table, None, folds, "logreg", seed=0)
+    assert len(result["folds"]) == 7
+    assert result["mean"]["balanced_accuracy"] > result["chance_balanced_accuracy"] + 0.1
