@@ -58,6 +58,24 @@ def _fix_hint(n_parts: int) -> str:
             f"(this split needs every class in {n_parts} groups)")
 
 
+def _candidates(sizes: np.ndarray, f: np.ndarray, n_trials: int, rng: np.random.Generator) -> np.ndarray:
+    """Assignments of groups to parts ``(T, G)``: greedy fills in random group orders, and random draws."""
+    t, g = n_trials, len(sizes)
+    order = np.argsort(rng.random((t, g)), axis=1)  # (T, G) a random group order per trial
+    assign = np.empty((t, g), dtype=np.int64)
+    load = np.zeros((t, 3))
+    rows = np.arange(t)
+    for pos in range(g):
+        grp = order[:, pos]
+        # the part furthest below its target share once this group is counted (ties broken at random)
+        deficit = f * (load.sum(axis=1) + sizes[grp])[:, None] - load + rng.uniform(0, 1e-6, (t, 3))
+        part = np.where(f > 0, deficit, -np.inf).argmax(axis=1)
+        assign[rows, grp] = part
+        load[rows, part] += sizes[grp]
+    drawn = rng.choice(3, size=(t, g), p=f)  # (T, G) plain random assignments, for variety
+    return np.concatenate([assign, drawn])
+
+
 def grouped_split(
     table: ClipTable,
     group_column: str,
@@ -105,32 +123,19 @@ def grouped_split(
             if len(holders) < len(active):
                 raise ValueError(f"class {name!r} occurs in only {len(holders)} {group_column} group(s) {holders}, "
                                  f"so it cannot appear in all {len(active)} parts. Fix: {_fix_hint(len(active))}.")
-    rng = np.random.default_rng(seed)
-    sizes, n = m.sum(axis=1), m.sum()
-    best, best_score, missing = None, np.inf, Counter()
-    for _ in range(n_trials):
-        assign = np.full(len(groups), -1)
-        load = np.zeros(3)
-        for g in rng.permutation(len(groups)):
-            # the part furthest below its target share once this group is counted
-            deficit = np.where(f > 0, f * (load.sum() + sizes[g]) - load, -np.inf)
-            s = int(np.argmax(deficit + rng.uniform(0, 1e-6, 3)))
-            assign[g] = s
-            load[s] += sizes[g]
-        per_part = np.stack([m[assign == s].sum(axis=0) for s in range(3)])  # (3, C)
-        if stratify:
-            holes = [(s, c) for s in active for c in range(len(classes)) if per_part[s, c] == 0]
-            if holes:
-                missing.update(classes[c] for _, c in holes)
-                continue
-        score = np.abs(load / n - f).sum() + np.abs(per_part / per_part.sum(axis=0) - f[:, None]).sum(axis=0).mean()
-        if score < best_score - 1e-12:
-            best, best_score = assign.copy(), score
-    if best is None:
-        name = missing.most_common(1)[0][0]
+    assign = _candidates(m.sum(axis=1), f, n_trials, np.random.default_rng(seed))  # (T, G)
+    per_part = np.einsum("tgs,gc->tsc", np.eye(3, dtype=np.int64)[assign], m)  # (T, 3, C)
+    holes = (per_part[:, active, :] == 0).any(axis=1)  # (T, C): class missing from some part
+    valid = ~holes.any(axis=1) if stratify else np.ones(len(assign), dtype=bool)
+    if not valid.any():
+        name = classes[int(holes.sum(axis=0).argmax())]
         holders = [groups[g] for g in np.flatnonzero(m[:, classes.index(name)])]
         raise ValueError(f"no assignment of {group_column} groups in {n_trials} trials puts class {name!r} "
                          f"(groups {holders}) in every part. Fix: {_fix_hint(len(active))}.")
+    n_class = np.maximum(per_part.sum(axis=1, keepdims=True), 1)  # (T, 1, C)
+    score = (np.abs(per_part.sum(axis=2) / m.sum() - f).sum(axis=1)
+             + np.abs(per_part / n_class - f[None, :, None]).sum(axis=1).mean(axis=1))  # (T,)
+    best = assign[int(np.argmin(np.where(valid, score, np.inf)))]  # (G,)
     parts = [np.flatnonzero(best[row_group] == s).tolist() for s in range(3)]
     return Split(*parts, name=f"grouped by {group_column}, seed {seed}",
                  meta={p: ",".join(groups[g] for g in np.flatnonzero(best == s)) for s, p in enumerate(PARTS)})
