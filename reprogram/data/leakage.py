@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier
 
@@ -70,8 +70,12 @@ def _score(
     if folds < 2:
         return float("nan"), float("nan"), f"{desc} (too few clips or groups to cross-validate)"
 
+    folds = list(cv.split(x, y, cv_groups))  # fixed folds; the permutation null permutes labels only
+
     def run(labels: np.ndarray) -> float:
-        pred = cross_val_predict(_tree(seed, depth), x, labels, groups=cv_groups, cv=cv)
+        pred = np.empty_like(labels)
+        for train, test in folds:
+            pred[test] = _tree(seed, depth).fit(x[train], labels[train]).predict(x[test])
         return float(balanced_accuracy_score(labels, pred))
 
     observed = run(y)
