@@ -14,7 +14,7 @@ CALLER_ID = SyntheticConfig(
     seed=0,
     n_individuals=6,
     n_recorders=3,
-    female_calls_per_individual=5,
+    female_calls_per_individual=7,
     duets_per_individual=1,
     male_calls_per_individual=0,
     noise_clips_per_recorder=0,
@@ -23,7 +23,7 @@ CALLER_ID = SyntheticConfig(
 
 @pytest.fixture(scope="module")
 def caller_id(tmp_path_factory):
-    """The caller-ID table of a small synthetic corpus (6 females x 6 calls) and its MFCC features."""
+    """The caller-ID table of a small synthetic corpus (6 females x 8 calls) and its MFCC features."""
     manifest = generate_corpus(tmp_path_factory.mktemp("mfcc") / "corpus", CALLER_ID)
     table = load_table(task_manifest(manifest, "caller_id"), label_column="individual", group_columns=("recorder",))
     return table, table_features(table, 16000)
@@ -64,17 +64,17 @@ def test_short_or_bad_clip_is_named():
 
 def test_caller_id_beats_chance_but_is_not_solved(caller_id):
     table, features = caller_id
-    folds = stratified_kfold(table, k=3, seed=0, val=False)
+    folds = stratified_kfold(table, k=4, seed=0, val=False)
     chance = 1 / 6
     shuffled = np.random.default_rng(0).permutation(table.labels)
     for classifier in ("logreg", "random_forest"):
         result = evaluate_mfcc_baseline(features, table.labels, folds, classifier, seed=0)
         assert result["chance_balanced_accuracy"] == pytest.approx(chance)
         bal = result["mean"]["balanced_accuracy"]
-        assert chance + 0.08 < bal < 0.95, (classifier, bal)
+        assert chance + 0.15 < bal < 0.95, (classifier, bal)
         control = evaluate_mfcc_baseline(features, shuffled, folds, classifier, seed=0)
         assert control["mean"]["balanced_accuracy"] < bal, classifier
-        assert len(result["folds"]) == 3
+        assert len(result["folds"]) == 4
         assert all(0 <= f[m] <= 1 for f in result["folds"] for m in ("balanced_accuracy", "accuracy", "macro_f1"))
         assert all(p is not None for p in result["predictions"])  # the test folds partition the table
 
