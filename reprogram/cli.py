@@ -13,6 +13,7 @@ from collections.abc import Sequence
 #: subcommand -> (module, one-line help). One line per subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("reprogram.data.cli", "inspect and check datasets (manifest, folder, Raven tables)"),
+    "run": ("reprogram.runner", "run one experiment config and write DIR/runs/<run id>/result.json"),
 }
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-SPLIT_KINDS = ("grouped", "kfold", "logo")
+SPLIT_KINDS = ("grouped", "kfold", "group_kfold", "logo")
 SELECT_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "average_precision", "neg_loss")
 
 
@@ -45,12 +45,15 @@ class DataConfig:
             trained and selected on ``path`` and also reported on this set (split name ``external``).
         clip_seconds: every clip is cropped or padded to this length.
         sample_rate: waveform rate in Hz; ``None`` uses the backbone's own rate (its ``InputSpec``).
+        synthetic: options of the synthetic corpus (``reprogram.data.synthetic.SyntheticConfig``: seed,
+            snr_db, n_individuals ...) when ``path`` is ``None`` or ``synthetic[:task]``.
     """
 
     path: str | None = None
     test_path: str | None = None
     clip_seconds: float = 5.0
     sample_rate: int | None = None
+    synthetic: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.clip_seconds <= 0:
@@ -87,19 +90,23 @@ class SplitConfig:
     """How clips are divided into train / val / test.
 
     Args:
-        kind: ``grouped`` (one grouped train/val/test split), ``kfold`` (stratified k-fold; fold
-            ``fold`` is the test set) or ``logo`` (leave one group out; group number ``fold`` is the test set).
-        val_fraction: share of the (non-test) data held out for validation, grouped when possible.
+        kind: ``grouped`` (one grouped train/val/test split), ``kfold`` (stratified k-fold, ungrouped),
+            ``group_kfold`` (grouped k-fold) or ``logo`` (leave one group out, groups in sorted order). In the
+            cross-validation kinds fold ``fold`` is the test part and the next fold validates.
+        val_fraction: share of clips held out for validation in a ``grouped`` split.
         test_fraction: share held out for test in a ``grouped`` split.
-        n_folds: number of folds for ``kfold``.
-        fold: which fold is the test set (``kfold``, ``logo``); 0 for ``grouped``.
+        n_folds: number of folds for ``kfold`` / ``group_kfold``.
+        fold: which fold is the test part (cross-validation kinds); 0 for ``grouped``.
+        seed: seed of the split itself, kept apart from the training seed so that every seed of every
+            method sees the same folds (paired comparisons need that).
     """
 
     kind: str = "grouped"
-    val_fraction: float = 0.15
+    val_fraction: float = 0.2
     test_fraction: float = 0.2
     n_folds: int = 5
     fold: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in SPLIT_KINDS:
@@ -108,12 +115,12 @@ class SplitConfig:
             raise ConfigError("split.val_fraction and split.test_fraction must lie strictly between 0 and 1")
         if self.kind == "grouped" and self.val_fraction + self.test_fraction >= 1:
             raise ConfigError("split.val_fraction + split.test_fraction must be < 1; leave data for training")
-        if self.n_folds < 2:
-            raise ConfigError(f"split.n_folds={self.n_folds}; cross-validation needs at least 2 folds")
-        if self.fold < 0 or (self.kind == "kfold" and self.fold >= self.n_folds):
+        if self.n_folds < 3:
+            raise ConfigError(f"split.n_folds={self.n_folds}; use at least 3 folds (train, validation and test folds)")
+        if self.fold < 0 or (self.kind in ("kfold", "group_kfold") and self.fold >= self.n_folds):
             raise ConfigError(f"split.fold={self.fold} is outside 0..{self.n_folds - 1}; pick a fold in that range")
         if self.kind == "grouped" and self.fold != 0:
-            raise ConfigError("split.fold is only used by kfold/logo splits; set split.kind=kfold or split.fold=0")
+            raise ConfigError("split.fold is for cross-validation splits only; set split.kind=kfold or split.fold=0")
 
 
 @dataclass

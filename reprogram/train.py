@@ -3,7 +3,8 @@
 Contract: the model is any ``nn.Module`` whose ``forward(wave)`` maps a ``(B, N)`` waveform batch to
 ``(B, K)`` target logits and whose trainable parameters are exactly those with ``requires_grad``.
 Models with a data-fitted part (frequency / iterative label mapping) expose
-``before_epoch(epoch: int, loader: DataLoader) -> None``, which the loop calls at the start of every epoch.
+``start_epoch(loader, epoch: int)`` (as :class:`~reprogram.model.ReprogrammedModel` does), which the loop
+calls at the start of every epoch; datasets with ``set_epoch(epoch)`` (seeded random crops) get it too.
 
 The loop: AdamW (weight decay on matrices only), linear warm-up then cosine decay per step, gradient
 clipping, early stopping and model selection on the VALIDATION split only (the loop never sees a test
@@ -48,6 +49,7 @@ class TrainResult:
         epochs_run: number of epochs completed.
         stopped_early: whether patience ran out before ``epochs``.
         resumed_from: epoch of the checkpoint training resumed from (``None``: started fresh).
+        state: the selected trainable state (name -> CPU tensor), as saved in the checkpoints.
     """
 
     best_epoch: int
@@ -56,6 +58,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     resumed_from: int | None = None
+    state: dict = field(default_factory=dict, repr=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -261,8 +264,10 @@ def train(
         loader = DataLoader(
             train_data, batch_size=config.batch_size, shuffle=True, generator=generator, num_workers=config.num_workers
         )
-        if hasattr(model, "before_epoch"):
-            model.before_epoch(epoch, loader)
+        if hasattr(train_data, "set_epoch"):
+            train_data.set_epoch(epoch)
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(loader, epoch)
         model.train()
         total, count = 0.0, 0
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False):
@@ -303,7 +308,7 @@ def train(
             _save_checkpoint(ckpt, epoch, state, optimizer, scheduler, history, best_epoch, best_val, best_state, stale)
     assert best_state is not None, "training ran no epoch"
     state.load(best_state)
-    return TrainResult(best_epoch, best_val, history, len(history), stopped_early, resumed_from)
+    return TrainResult(best_epoch, best_val, history, len(history), stopped_early, resumed_from, best_state)
 
 
 def _save_checkpoint(

@@ -1,0 +1,370 @@
+"""``reprogram run CONFIG [--set k=v ...] --out DIR [--test-data PATH]``: one experiment, one result file.
+
+A run resolves its config, loads the data and its split, builds the method through ``METHODS``, trains it
+with the one training loop (or fits the estimator), selects on validation, evaluates on train / val / test
+(and ``external`` with ``--test-data``) and writes ``DIR/runs/<run id>/result.json`` atomically, next to
+``config.yaml``, ``trainable.safetensors`` (selected trainable state), ``checkpoint/`` (per-epoch state to
+resume from) and, for programs, ``program.safetensors`` (an example input before and after training).
+A completed run is skipped; an interrupted one resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+
+from reprogram.config import ExperimentConfig, load_config, run_id, save_config, to_dict
+from reprogram.data.records import ClipTable
+from reprogram.metrics import classification_metrics
+from reprogram.results import SCHEMA_VERSION, environment, existing_result, measure, run_dir, utc_now, write_result
+from reprogram.train import count_parameters, predict, seed_everything, train
+
+#: synthetic task chosen from the label column when ``data.path`` is ``synthetic`` (or unset)
+SYNTHETIC_BY_LABEL = {"call_type": "call_type", "individual": "caller_id", "presence": "presence"}
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+def load_data(path: str | None, config: ExperimentConfig) -> ClipTable:
+    """The clip table of ``path`` with the task's label and group columns.
+
+    ``None`` / ``"synthetic"`` / ``"synthetic:<task>"`` is the embedded synthetic corpus (generated once and
+    cached); its task defaults to the one whose label column is ``task.label_column``.
+    """
+    from reprogram.data.loaders import load_table
+
+    task = config.task
+    groups = [task.group_column] if task.group_column else []
+    if path is None or path == "synthetic" or path.startswith("synthetic:"):
+        from reprogram.data.synthetic import SYNTHETIC_TASKS, SyntheticConfig, ensure_corpus, task_manifest
+
+        name = path.split(":", 1)[1] if path and ":" in path else SYNTHETIC_BY_LABEL.get(task.label_column)
+        if name not in SYNTHETIC_TASKS:
+            raise ValueError(
+                f"no synthetic task for label column {task.label_column!r} (data.path={path!r}); use "
+                f"data.path=synthetic:<task> with a task of {sorted(SYNTHETIC_TASKS)}"
+            )
+        manifest = ensure_corpus(SyntheticConfig(**config.data.synthetic))
+        return load_table(task_manifest(manifest, name), label_column=task.label_column, group_columns=groups)
+    return load_table(path, label_column=task.label_column, group_columns=groups)
+
+
+def make_split(table: ClipTable, config: ExperimentConfig):
+    """The train/val/test split of ``table`` that ``config.split`` describes (a ``reprogram.data.splits.Split``)."""
+    from reprogram.data import splits
+
+    s, group = config.split, config.task.group_column
+    if s.kind in ("grouped", "group_kfold", "logo") and group is None:
+        raise ValueError(
+            f"split.kind={s.kind!r} needs task.group_column; set it (e.g. recorder) or use split.kind=kfold"
+        )
+    if s.kind == "grouped":
+        train_f = 1 - s.val_fraction - s.test_fraction
+        return splits.grouped_split(table, group, (train_f, s.val_fraction, s.test_fraction), seed=s.seed)
+    if s.kind == "kfold":
+        folds = splits.stratified_kfold(table, k=s.n_folds, seed=s.seed)
+    elif s.kind == "group_kfold":
+        folds = splits.grouped_kfold(table, group, k=s.n_folds, seed=s.seed)
+    else:
+        folds = splits.leave_one_group_out(table, group)
+    if s.fold >= len(folds):
+        raise ValueError(f"split.fold={s.fold} but this {s.kind} split has {len(folds)} folds; use 0..{len(folds) - 1}")
+    return folds[s.fold]
+
+
+def _dataset(table: ClipTable, rate: int, config: ExperimentConfig, classes, crop: str, cache: dict):
+    from reprogram.data.dataset import WaveformDataset
+
+    return WaveformDataset(
+        table, rate, config.data.clip_seconds, crop=crop, classes=classes, seed=config.seed, cache=cache
+    )
+
+
+def _external_table(config: ExperimentConfig, classes: list[str]) -> ClipTable:
+    table = load_data(config.data.test_path, config)
+    unseen = sorted({r.label for r in table} - set(classes))
+    if unseen:
+        raise ValueError(
+            f"external test set {config.data.test_path} has labels {unseen} that the training data "
+            f"({classes}) lacks; relabel or drop those rows"
+        )
+    return table
+
+
+# --------------------------------------------------------------------------------------------------
+# running
+
+
+def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool | None = None) -> dict:
+    """Run ``config`` unless ``DIR/runs/<run id>/result.json`` exists; return its result.
+
+    Args:
+        config: the fully resolved experiment config.
+        out_dir: the results folder (``DIR``).
+        progress: show tqdm progress (``None``: only on a terminal).
+
+    Raises:
+        reprogram.results.CorruptResultError: a result file exists for this run but cannot be read (it is
+            never overwritten).
+    """
+    rid = run_id(config)
+    done = existing_result(out_dir, rid)
+    if done is not None:
+        return done
+    folder = run_dir(out_dir, rid)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(config, folder / "config.yaml")
+    from reprogram.methods import build
+
+    with measure(config.training.device) as usage:
+        seed_everything(config.seed)
+        table = load_data(config.data.path, config)
+        split = make_split(table, config)
+        classes = table.classes
+        positive = _positive(config, classes)
+        built = build(config, classes)
+        cache: dict = {}
+        parts = {name: table.subset(idx) for name, idx in split.parts().items() if idx}
+        if config.data.test_path:
+            parts["external"] = _external_table(config, classes)
+        eval_sets = {n: _dataset(t, built.sample_rate, config, classes, "center", cache) for n, t in parts.items()}
+        if built.model is not None:
+            fitted = _train_model(config, built, parts["train"], eval_sets, classes, positive, folder, progress, cache)
+        else:
+            fitted = _fit_estimator(built, eval_sets, classes, positive)
+    result = {
+        "schema": SCHEMA_VERSION,
+        "run_id": rid,
+        "name": config.name,
+        "method": config.method.name,
+        "budget": config.method.budget,
+        "backbone": config.backbone.name if built.model is not None else None,
+        "modality": built.modality,
+        "task": config.task.label_column,
+        "detection": config.task.detection,
+        "seed": config.seed,
+        "fold": config.split.fold,
+        "classes": classes,
+        "split": {"name": split.name, "sizes": {n: len(t) for n, t in parts.items()}, "groups": dict(split.meta)},
+        "config": to_dict(config),
+        **fitted,
+        "wall_time_s": usage["wall_time_s"],
+        "peak_memory_mb": usage["peak_memory_mb"],
+        "environment": environment(),
+        "created": utc_now(),
+    }
+    write_result(out_dir, result)
+    return result
+
+
+def _positive(config: ExperimentConfig, classes: list[str]) -> int | None:
+    if not config.task.detection:
+        return None
+    if config.task.positive_label not in classes:
+        raise ValueError(
+            f"task.positive_label={config.task.positive_label!r} is not a class of the data "
+            f"({classes}); set it to one of them"
+        )
+    return classes.index(config.task.positive_label)
+
+
+def _train_model(config, built, train_table, eval_sets, classes, positive, folder: Path, progress, cache) -> dict:
+    model = built.model
+    train_set = _dataset(train_table, built.sample_rate, config, classes, "random", cache)
+    example = eval_sets.get("val", train_set)[0][0][None]  # (1, N)
+    program = _program(model)
+    before = _render(program, example) if program is not None else None
+    ckpt = folder / "checkpoint" if config.output.checkpoint else None
+    outcome = train(
+        model,
+        train_set,
+        eval_sets["val"],
+        classes,
+        config.training,
+        seed=config.seed,
+        checkpoint_dir=ckpt,
+        positive=positive,
+        progress=progress,
+    )
+    save_file(outcome.state, str(folder / "trainable.safetensors"), metadata={"best_epoch": str(outcome.best_epoch)})
+    if program is not None:
+        after = _render(program, example)
+        save_file(
+            {"wave": example[0].contiguous(), **{f"{k}_init": v for k, v in before.items()}, **after},
+            str(folder / "program.safetensors"),
+        )
+    metrics, predictions = {}, {}
+    for name, ds in eval_sets.items():
+        loader = DataLoader(ds, batch_size=config.training.batch_size, num_workers=config.training.num_workers)
+        y, scores = predict(model, loader, config.training.device)
+        metrics[name] = classification_metrics(y, scores, classes, positive)
+        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist()}
+    trainable, total = count_parameters(model)
+    components = model.budget() if hasattr(model, "budget") else built.components  # norms of the trained program
+    return {
+        "params": {"trainable": trainable, "total": total, "components": components},
+        "metrics": metrics,
+        "training": {
+            "best_epoch": outcome.best_epoch,
+            "epochs_run": outcome.epochs_run,
+            "stopped_early": outcome.stopped_early,
+            "resumed_from": outcome.resumed_from,
+            "history": outcome.history,
+        },
+        "label_mapping": _label_mapping(model, classes, built.label_names),
+        "predictions": predictions if config.output.predictions else None,
+    }
+
+
+def _program(model) -> torch.nn.Module | None:
+    from reprogram.transforms.base import InputTransform
+
+    for attr in ("transform", "program"):
+        candidate = getattr(model, attr, None)
+        if isinstance(candidate, InputTransform):
+            return candidate
+    return None
+
+
+@torch.no_grad()
+def _render(program, example: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The program's output (and inner spectrogram image, where it has one) on one example ``(1, N)``."""
+    was = program.training
+    program.eval()
+    device = next((p.device for p in program.parameters()), torch.device("cpu"))
+    out = {"input": program(example.to(device))[0].float().cpu().contiguous()}  # (*spec.shape)
+    if hasattr(program, "inner"):
+        out["inner"] = program.inner(example.to(device))[0].float().cpu().contiguous()  # (C, h, w)
+    program.train(was)
+    return out
+
+
+def _label_mapping(model, classes: list[str], label_names: tuple[str, ...], top: int = 3) -> dict | None:
+    """Target class x source label weights of a mapper reading source logits (for label-mapping figures)."""
+    mapper = getattr(model, "mapper", None)
+    if mapper is None or getattr(mapper, "input_kind", "logits") != "logits" or not label_names:
+        return None
+    if hasattr(mapper, "assignment"):
+        assignment = mapper.assignment.cpu()  # (K, m)
+        sources = sorted({int(j) for j in assignment.flatten() if j >= 0})
+        matrix = [[1.0 if j in set(row.tolist()) else 0.0 for j in sources] for row in assignment]
+    elif hasattr(mapper, "linear"):
+        weight = mapper.linear.weight.detach().cpu()  # (K, S)
+        sources = sorted({int(j) for row in weight for j in row.topk(min(top, weight.shape[1])).indices})
+        matrix = weight[:, sources].tolist()
+    else:
+        return None
+    return {
+        "kind": type(mapper).__name__,
+        "targets": list(classes),
+        "sources": [label_names[j] for j in sources],
+        "source_index": sources,
+        "matrix": matrix,
+    }
+
+
+def _fit_estimator(built, eval_sets: dict, classes: list[str], positive: int | None) -> dict:
+    """Fit a feature + scikit-learn method on the train split; scores are log-probabilities."""
+
+    def features(ds):
+        waves = np.stack([ds[i][0].numpy() for i in range(len(ds))])  # (M, N)
+        return built.featurize(waves, ds.sample_rate), np.asarray(ds.targets)
+
+    x_train, y_train = features(eval_sets["train"])
+    estimator = built.estimator.fit(x_train, y_train)
+    metrics, predictions = {}, {}
+    for name, ds in eval_sets.items():
+        x, y = (x_train, y_train) if name == "train" else features(ds)
+        proba = np.zeros((len(y), len(classes)))
+        proba[:, estimator.classes_] = estimator.predict_proba(x)
+        scores = np.log(proba + 1e-12)
+        metrics[name] = classification_metrics(y, scores, classes, positive)
+        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist()}
+    n = _estimator_size(estimator)
+    return {
+        "params": {"trainable": n, "total": n, "components": {"classifier": n, "features": int(x_train.shape[1])}},
+        "metrics": metrics,
+        "training": None,
+        "label_mapping": None,
+        "predictions": predictions,
+    }
+
+
+def _estimator_size(estimator) -> int:
+    """Fitted parameters: coefficients + intercepts of a linear model, or tree nodes of a forest."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if hasattr(final, "coef_"):
+        return int(final.coef_.size + np.size(getattr(final, "intercept_", 0)))
+    if hasattr(final, "estimators_"):
+        return int(sum(t.tree_.node_count for t in final.estimators_))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``reprogram run``."""
+    parser.add_argument("config", help="experiment YAML (see experiments/configs/)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.lr=3e-4 (repeatable)",
+    )
+    parser.add_argument("--out", required=True, help="results folder; the run writes DIR/runs/<run id>/")
+    parser.add_argument(
+        "--test-data",
+        default=None,
+        metavar="PATH",
+        help="external test set (train and select on the config's data, also report on this)",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress bars (default: only on a terminal)",
+    )
+
+
+def resolve(config_path: str | None, overrides: Sequence[str], test_data: str | None = None) -> ExperimentConfig:
+    """The full config of a command line: the YAML, then ``--set`` overrides, then ``--test-data``."""
+    overrides = list(overrides) + ([f"data.test_path={test_data}"] if test_data else [])
+    return load_config(config_path, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``reprogram run``: run one experiment and print where its result is."""
+    config = resolve(args.config, args.overrides, args.test_data)
+    result = run_experiment(config, args.out, progress=args.progress)
+    test = result["metrics"].get("test") or result["metrics"].get("val")
+    print(
+        f"run {result['run_id']}: {config.method.name} on {result['backbone'] or 'no backbone'} "
+        f"test balanced accuracy {test['balanced_accuracy']:.3f} "
+        f"({result['params']['trainable']} trainable parameters, {result['wall_time_s']:.1f} s)"
+    )
+    print(f"result: {run_dir(args.out, result['run_id']) / 'result.json'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``reprogram run`` with ``argv``."""
+    parser = argparse.ArgumentParser(prog="reprogram run")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
