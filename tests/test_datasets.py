@@ -40,8 +40,8 @@ def raven_dir(tmp_path):
     for name, rows in (("rec1", rows1), ("rec2", rows2)):
         lines = [RAVEN_HEADER]
         for sel, b, e, lab in rows:
-            for view in ("Spectrogram 1", "Waveform 1"):
-                lines.append(f"{sel}\t{view}\t1\t{b}\t{e}\t500\t1500\t{lab}")
+            lines.append(f"{sel}\tWaveform 1\t1\t{b}\t{e}\t0\t4000\t{lab}")
+            lines.append(f"{sel}\tSpectrogram 1\t1\t{b}\t{e}\t500\t1500\t{lab}")
         write_text(tmp_path / "tables" / f"{name}.Table.1.selections.txt", lines)
     return tmp_path
 
@@ -65,7 +65,8 @@ def test_manifest_errors_name_row_and_skip_policy_reports(tmp_path):
     write_text(tmp_path / "m.csv", ["path,label", "a.wav,x", "missing.wav,y", "a.wav,"])
     with pytest.raises(TableFileNotFoundError, match=r"m.csv:3.*missing.wav.*Fix"):
         load_table(tmp_path / "m.csv")
-    table = load_table(tmp_path / "m.csv", on_error="skip")
+    with pytest.warns(UserWarning, match=r"skipped 2 row\(s\).*m.csv:3"):
+        table = load_table(tmp_path / "m.csv", on_error="skip")
     assert len(table) == 1
     assert [s for s, _ in table.skipped] == ["m.csv:3", "m.csv:4"]
     assert "missing label" in table.skipped[1][1]
@@ -80,7 +81,8 @@ def test_raven_folder_dedupes_views_finds_audio_and_reports_overlaps(raven_dir):
     assert sorted(table.classes) == ["duet", "female", "male"]
     first = table[0]
     assert (first.start_s, first.end_s, first.groups["recording"]) == (2.0, 4.0, "rec1")
-    assert first.source == "rec1.Table.1.selections.txt:2" and first.meta["Low Freq (Hz)"] == "500"
+    # the spectrogram view's row is kept (line 3), with its frequency bounds
+    assert first.source == "rec1.Table.1.selections.txt:3" and first.meta["Low Freq (Hz)"] == "500"
     assert table.group_columns == ("recording",)
     assert {r.path.rsplit("/", 1)[-1] for r in table} == {"rec1.wav", "rec2.flac"}
     overlaps = [msg for _, msg in table.notes if "overlaps" in msg]
@@ -112,11 +114,17 @@ def test_raven_begin_file_with_offset_and_missing_audio(tmp_path):
         "2\tSpectrogram 1\t40.0\t41.0\tlost.wav\t1.0\tcall"])
     with pytest.raises(TableFileNotFoundError, match="list.selections.txt:3"):
         load_table(tmp_path / "list.selections.txt")
-    table = load_table(tmp_path / "list.selections.txt", on_error="skip")
+    with pytest.warns(UserWarning, match="skipped 1 row"):
+        table = load_table(tmp_path / "list.selections.txt", on_error="skip")
     assert len(table) == 1 and (table[0].start_s, table[0].end_s) == (5.0, 7.5)
     assert table.skipped[0][0] == "list.selections.txt:3"
     with pytest.raises(KeyError, match="Call type"):
         load_table(tmp_path / "list.selections.txt", label_column="Call type")
+    write_tone(tmp_path / "long_a.flac", 20.0)  # two files now answer to "long_a"
+    write_text(tmp_path / "long_a.Table.1.selections.txt",
+               ["Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation", "1\t1.0\t2.0\tcall"])
+    with pytest.raises(TableFileNotFoundError, match="several files match"):
+        load_table(tmp_path / "long_a.Table.1.selections.txt")
 
 
 def test_hainan_tables_find_recordings_and_background(tmp_path):
@@ -147,7 +155,8 @@ def test_folder_per_class_and_regex_labels(tmp_path):
     regex = r"(?P<individual>[A-Z]{2}\d{2})_(?P<label>[a-z]+)_"
     with pytest.raises(TableError, match="readme-tone.wav.*label_regex"):
         load_table(tmp_path / "named", label_regex=regex)
-    named = load_table(tmp_path / "named", label_regex=regex, group_columns=["individual"], on_error="skip")
+    with pytest.warns(UserWarning, match="readme-tone.wav"):
+        named = load_table(tmp_path / "named", label_regex=regex, group_columns=["individual"], on_error="skip")
     assert [(r.label, r.groups["individual"]) for r in named] == [("duet", "DK02"), ("solo", "MB05")]
     assert len(named.skipped) == 1 and "readme-tone.wav" in named.skipped[0][0]
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 
 from reprogram.data.check import check_table, format_report
 from reprogram.data.loaders import FORMATS, load_table
@@ -54,9 +55,11 @@ def _load(args: argparse.Namespace):
         options["label_regex"] = args.label_regex
     if args.background_windows:
         options["background_windows"] = args.background_windows
-    return load_table(args.path, label_column=args.label_column, group_columns=args.group_columns,
-                      path_column=args.path_column, start_column=args.start_column, end_column=args.end_column,
-                      format=args.format, on_error="skip", **options)
+    with warnings.catch_warnings():  # skipped rows are listed in the report itself
+        warnings.simplefilter("ignore")
+        return load_table(args.path, label_column=args.label_column, group_columns=args.group_columns,
+                          path_column=args.path_column, start_column=args.start_column, end_column=args.end_column,
+                          format=args.format, on_error="skip", **options)
 
 
 def run(args: argparse.Namespace) -> int:

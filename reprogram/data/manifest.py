@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,7 +76,11 @@ class RowPolicy:
         return True
 
     def finish(self, table: ClipTable) -> ClipTable:
-        """Attach the skipped rows and notes to a table."""
+        """Attach the skipped rows and notes to a table; skipped rows also raise a warning (never silent)."""
+        if self.skipped:
+            source, reason = self.skipped[0]
+            warnings.warn(f"{table.name}: skipped {len(self.skipped)} row(s) under on_error='skip' (first: {source}: "
+                          f"{reason}); the full list is in table.skipped", stacklevel=3)
         table.skipped.extend(self.skipped)
         table.notes.extend(self.notes)
         return table

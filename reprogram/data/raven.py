@@ -52,6 +52,29 @@ class AudioIndex:
         hits = self.by_stem.get(base, [])
         return hits[0] if len(hits) == 1 else None
 
+    def ambiguous(self, name: str) -> list[str]:
+        """Every file with stem ``name`` when there are several (``find`` then refuses to guess)."""
+        hits = self.by_stem.get(name.replace("\\", "/").rsplit("/", 1)[-1].lower(), [])
+        return hits if len(hits) > 1 else []
+
+
+def one_row_per_selection(rows: list[dict[str, str]]) -> list[tuple[int, dict[str, str]]]:
+    """``(line, row)`` pairs with one row per ``Selection``, preferring a spectrogram view's row.
+
+    Raven writes a selection once per view (``Spectrogram 1``, ``Waveform 1``); only the spectrogram
+    view carries meaningful frequency bounds. Rows without a ``Selection`` number are all kept.
+    """
+    chosen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        sel = row.get("Selection", "")
+        if not sel:
+            continue
+        if sel not in chosen or (row.get("View", "").startswith("Spectrogram")
+                                 and not rows[chosen[sel]].get("View", "").startswith("Spectrogram")):
+            chosen[sel] = i
+    keep = set(chosen.values())
+    return [(i + 2, row) for i, row in enumerate(rows) if not row.get("Selection") or i in keep]
+
 
 def recording_of_table(table_path: str | os.PathLike[str]) -> str:
     """Recording name from the table-name convention ``<recording>.Table.1.selections.txt``."""
@@ -169,18 +192,17 @@ def load_raven(
         require_columns(table_path, header, {"label_column": label_column, "begin time": BEGIN, "end time": END})
         for g in group_columns:
             require_columns(table_path, header, {"group_column": g})
-        seen: dict[str, int] = {}
-        for line, row in enumerate(rows, start=2):
+        for line, row in one_row_per_selection(rows):
             source = f"{name}:{line}"
-            sel = row.get("Selection", "")
-            if sel and sel in seen:  # the same selection in another view (Spectrogram 1 / Waveform 1)
-                continue
-            seen[sel] = line
             audio = _find_audio(row, table_path, index)
             if audio is None:
-                policy.fail(source, f"no audio file for this row under {index.folder} (looked for Begin Path, "
-                            f"Begin File, and {recording_of_table(table_path)!r})",
-                            "pass audio_dir= pointing at the recordings", missing_file=True)
+                wanted = row.get("Begin File") or recording_of_table(table_path)
+                several = index.ambiguous(os.path.splitext(wanted)[0]) or index.ambiguous(wanted)
+                found = f"several files match: {several}" if several else f"none found under {index.folder}"
+                policy.fail(source, f"no audio file for this row (looked for Begin Path, Begin File and "
+                            f"{recording_of_table(table_path)!r}; {found})",
+                            "pass audio_dir= pointing at the recordings, or keep one file per recording name",
+                            missing_file=True)
                 continue
             try:
                 begin, end = parse_seconds(row[BEGIN]), parse_seconds(row[END])
