@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from reprogram.data.audio import AudioReadError, audio_info, load_audio
-from reprogram.data.leakage import leakage_checks
 from reprogram.data.records import ClipRecord, ClipTable
 
 #: fewer clips than this in a class gets a warning (too few for 5-fold cross-validation).
@@ -185,6 +184,8 @@ def check_table(
     leak = []
     labelled = ClipTable([r for r in readable if r.label is not None], table.label_column, table.group_columns)
     if leakage and len(labelled.classes) >= 2 and len(labelled) >= 10:
+        from reprogram.data.leakage import leakage_checks  # scikit-learn only when the baselines run
+
         durs = [d for r, d in zip(readable, durations, strict=True) if r.label is not None]
         for res in leakage_checks(labelled, durs, table.group_columns, clip_seconds, seed):
             leak.append(res.to_dict())

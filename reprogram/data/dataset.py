@@ -40,6 +40,8 @@ class WaveformDataset(Dataset):
             classes to validation and test datasets.
         seed: seed of the random crops.
         cache: a mapping shared between datasets (keys :func:`cache_key`); default: a private dict.
+            DataLoader workers each fill their own copy; call :meth:`preload` before creating the loader
+            to decode once in the main process (forked workers then share the arrays copy-on-write).
     """
 
     def __init__(

@@ -190,6 +190,7 @@ def sample_background(
         if not room:
             break
         u = rng.uniform(0.0, total) if total > 0 else 0.0
+        start = room[-1][1]  # reached only if rounding leaves u past the last range
         for a, b in room:
             if u <= b - a:
                 start = a + u
