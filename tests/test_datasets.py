@@ -226,3 +226,11 @@ def test_waveform_dataset_decodes_once_and_crops(tmp_path, monkeypatch):
     assert full[1][0].shape == (4000,) and full[1][1] == 0
     with pytest.raises(ValueError, match="crop"):
         WaveformDataset(table, 8000, 1.0, crop="middle")
+
+
+def test_raven_table_written_on_windows_encoding(tmp_path):
+    write_tone(tmp_path / "rec.wav", 5.0)
+    text = "Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\r\n1\t1.0\t2.0\tchant mâle\r\n"
+    (tmp_path / "rec.Table.1.selections.txt").write_bytes(text.encode("cp1252"))
+    table = load_table(tmp_path / "rec.Table.1.selections.txt")
+    assert table.classes == ["chant mâle"] and (table[0].start_s, table[0].end_s) == (1.0, 2.0)

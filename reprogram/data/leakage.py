@@ -48,7 +48,8 @@ class CueResult:
     message: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready fields (NaN becomes ``None``)."""
+        return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in asdict(self).items()}
 
 
 def _tree(seed: int, depth: int | None) -> DecisionTreeClassifier:

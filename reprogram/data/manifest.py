@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import warnings
@@ -113,12 +114,23 @@ def parse_seconds(value: str | None) -> float | None:
 
 
 def read_rows(path: str | os.PathLike[str], delimiter: str = ",") -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a delimited text table (UTF-8, an Excel byte-order mark is tolerated)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
-                for row in reader]
+    """Header and rows of a delimited text table.
+
+    UTF-8 (with or without an Excel byte-order mark) is tried first, then Windows-1252 and Latin-1, the
+    encodings Raven Pro and spreadsheet programs write on Windows.
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    rows = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
+            for row in reader]
     return header, rows
 
 

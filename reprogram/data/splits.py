@@ -201,6 +201,9 @@ def grouped_kfold(
     y = np.array(table.targets()) if stratify else np.zeros(len(table), dtype=int)
     sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = [test for _, test in sgkf.split(np.zeros(len(y)), y, row_group)]
+    if any(len(t) == 0 for t in folds):
+        raise ValueError(f"the {len(groups)} {group_column} groups left a fold empty with k={k}. Fix: use a smaller "
+                         "k or leave_one_group_out.")
     return _rotate(folds, len(y), f"grouped by {group_column}", val)
 
 
