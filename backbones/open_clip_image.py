@@ -8,6 +8,7 @@ classification. :meth:`OpenClipBackbone.text_embeddings` embeds any prompts (sem
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -165,8 +166,13 @@ def describe(rest: str) -> dict:
     pp = PreprocessCfg(size=model_cfg["vision_cfg"].get("image_size", 224))
     pp_dict = {"size": pp.size, "mean": tag_cfg.get("mean", pp.mean), "std": tag_cfg.get("std", pp.std)}
     try:
-        with torch.device("meta"):
-            model = open_clip.create_model(arch, pretrained=None, pretrained_text=False, device="meta")
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # open_clip warns that a weightless build is random: intended here
+        try:
+            with torch.device("meta"):
+                model = open_clip.create_model(arch, pretrained=None, pretrained_text=False, device="meta")
+        finally:
+            logging.disable(previous)
         params = sum(p.numel() for p in model.parameters())
     except Exception:  # noqa: BLE001 - towers built from HF text models need their config (a download)
         params = None

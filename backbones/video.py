@@ -51,17 +51,21 @@ def video_spec(weights, feature_dim: int, frames: int | None = None, size: int |
     )
 
 
-def classifier_layer(model: nn.Module, num_classes: int) -> nn.Module:
-    """The last Linear / Conv3d whose outputs are the class logits (fc, head, head.1, classifier.1)."""
+def classifier_layer(model: nn.Module, num_classes: int) -> tuple[str, nn.Module]:
+    """Name and module of the last Linear / Conv3d whose outputs are the class logits (fc, head, classifier.1)."""
     found = None
-    for module in model.modules():
+    for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and module.out_features == num_classes:
-            found = module
+            found = (name, module)
         elif isinstance(module, nn.Conv3d) and module.out_channels == num_classes:
-            found = module
+            found = (name, module)
     if found is None:
         raise ValueError(f"no layer with {num_classes} outputs in {type(model).__name__}")
     return found
+
+
+def _in_width(head: nn.Module) -> int:
+    return head.in_features if isinstance(head, nn.Linear) else head.in_channels
 
 
 class VideoBackbone(Backbone):
@@ -79,9 +83,8 @@ class VideoBackbone(Backbone):
         super().__init__()
         self.model = model
         self.name = name
-        self.head = classifier_layer(model, len(weights.meta["categories"]))
-        in_dim = self.head.in_features if isinstance(self.head, nn.Linear) else self.head.in_channels
-        self.spec = video_spec(weights, in_dim, frames, size)
+        self.head_name, head = classifier_layer(model, len(weights.meta["categories"]))
+        self.spec = video_spec(weights, _in_width(head), frames, size)
         self.freeze()
 
     def forward(self, x: torch.Tensor) -> BackboneOutput:
@@ -93,7 +96,8 @@ class VideoBackbone(Backbone):
             remaining space-time positions (S3D's 1x1x1 convolution head).
         """
         captured: list[torch.Tensor] = []
-        hook = self.head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        head = self.model.get_submodule(self.head_name)
+        hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
         try:
             logits = self.model(x)  # (B, 400)
         finally:
@@ -128,10 +132,9 @@ def describe(model_name: str) -> dict:
     weights = kinetics_weights(model_name)
     with torch.device("meta"):
         model = get_model(model_name, weights=None)
-    head = classifier_layer(model, len(weights.meta["categories"]))
-    in_dim = head.in_features if isinstance(head, nn.Linear) else head.in_channels
+    _, head = classifier_layer(model, len(weights.meta["categories"]))
     return {
-        "spec": video_spec(weights, in_dim),
+        "spec": video_spec(weights, _in_width(head)),
         "parameters": int(weights.meta["num_params"]),
         "weights_available": url_cached(weights.url),
     }
