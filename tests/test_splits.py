@@ -97,6 +97,13 @@ def test_grouped_kfold_and_leave_one_group_out(table):
     assert grouped_kfold(table, "recorder", k=4, seed=0) == folds
     with pytest.raises(ValueError, match="9 grouped folds"):
         grouped_kfold(table, "recorder", k=9)
-    logo = leave_one_group_out(table, "recorder")
+    logo = leave_one_group_out(table, "recorder", val_fraction=0.25, seed=3)
     assert [parts_groups(table, s)["test"] for s in logo] == [{f"R{i}"} for i in range(8)]
-    assert parts_groups(table, logo[0])["val"] == {"R1"} and logo[0].name.endswith("test=R0")
+    assert logo[0].name.endswith("test=R0") and leave_one_group_out(table, "recorder", 0.25, seed=3) == logo
+    for s in logo:
+        g = parts_groups(table, s)
+        assert g["val"] and not (g["train"] & g["val"] or g["train"] & g["test"] or g["val"] & g["test"])
+        assert {table[i].label for i in s.val} == {"call", "noise", "rare"}  # rare is in 4 of the 7 others
+        assert sorted(s.train + s.val + s.test) == list(range(len(table)))
+    no_val = leave_one_group_out(table, "recorder", val_fraction=0)
+    assert all(s.val == [] and len(s.train) + len(s.test) == len(table) for s in no_val)

@@ -1,7 +1,8 @@
 """Train/validation/test splits and cross-validation folds, grouped so no group straddles two parts.
 
-Every split carries a validation part: models are selected on validation, never on test. Cross-validation
-folds rotate it: fold ``i`` tests on part ``i`` and validates on part ``i + 1 (mod k)``.
+Every split carries a validation part: models are selected on validation, never on test. k-fold
+cross-validation rotates it (fold ``i`` tests on part ``i`` and validates on part ``i + 1 (mod k)``);
+leave-one-group-out draws validation groups from the groups left for training.
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ def _candidates(sizes: np.ndarray, f: np.ndarray, n_trials: int, rng: np.random.
     return np.concatenate([assign, drawn])
 
 
+def _score(assign: np.ndarray, m: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For assignments ``(T, G)`` of groups with counts ``m (G, C)``: classes missing from a part with a
+    positive fraction ``(T, C)``, and the distance of part sizes and class proportions from ``f`` ``(T,)``."""
+    per_part = np.einsum("tgs,gc->tsc", np.eye(3, dtype=np.int64)[assign], m)  # (T, 3, C)
+    holes = (per_part[:, f > 0, :] == 0).any(axis=1)  # (T, C)
+    n_class = np.maximum(per_part.sum(axis=1, keepdims=True), 1)  # (T, 1, C)
+    score = (np.abs(per_part.sum(axis=2) / m.sum() - f).sum(axis=1)
+             + np.abs(per_part / n_class - f[None, :, None]).sum(axis=1).mean(axis=1))  # (T,)
+    return holes, score
+
+
 def grouped_split(
     table: ClipTable,
     group_column: str,
@@ -124,17 +136,13 @@ def grouped_split(
                 raise ValueError(f"class {name!r} occurs in only {len(holders)} {group_column} group(s) {holders}, "
                                  f"so it cannot appear in all {len(active)} parts. Fix: {_fix_hint(len(active))}.")
     assign = _candidates(m.sum(axis=1), f, n_trials, np.random.default_rng(seed))  # (T, G)
-    per_part = np.einsum("tgs,gc->tsc", np.eye(3, dtype=np.int64)[assign], m)  # (T, 3, C)
-    holes = (per_part[:, active, :] == 0).any(axis=1)  # (T, C): class missing from some part
+    holes, score = _score(assign, m, f)
     valid = ~holes.any(axis=1) if stratify else np.ones(len(assign), dtype=bool)
     if not valid.any():
         name = classes[int(holes.sum(axis=0).argmax())]
         holders = [groups[g] for g in np.flatnonzero(m[:, classes.index(name)])]
         raise ValueError(f"no assignment of {group_column} groups in {n_trials} trials puts class {name!r} "
                          f"(groups {holders}) in every part. Fix: {_fix_hint(len(active))}.")
-    n_class = np.maximum(per_part.sum(axis=1, keepdims=True), 1)  # (T, 1, C)
-    score = (np.abs(per_part.sum(axis=2) / m.sum() - f).sum(axis=1)
-             + np.abs(per_part / n_class - f[None, :, None]).sum(axis=1).mean(axis=1))  # (T,)
     best = assign[int(np.argmin(np.where(valid, score, np.inf)))]  # (G,)
     parts = [np.flatnonzero(best[row_group] == s).tolist() for s in range(3)]
     return Split(*parts, name=f"grouped by {group_column}, seed {seed}",
@@ -207,23 +215,49 @@ def grouped_kfold(
     return _rotate(folds, len(y), f"grouped by {group_column}", val)
 
 
-def leave_one_group_out(table: ClipTable, group_column: str, val: bool = True) -> list[Split]:
-    """One split per group: that group is the test part (the next group, in sorted order, validates).
+def leave_one_group_out(
+    table: ClipTable, group_column: str, val_fraction: float = 0.2, seed: int = 0, n_trials: int = 500
+) -> list[Split]:
+    """One split per group: that group is the test part; validation groups are drawn from the others.
+
+    For each held-out group, the remaining groups are divided into train and validation (about
+    ``val_fraction`` of their clips) by the same seeded search as :func:`grouped_split`, preferring
+    divisions where every class of the remaining groups appears in both.
 
     Args:
         table: the clips.
-        group_column: the grouping column.
-        val: rotate the next group in as the validation part.
+        group_column: the grouping column (at least 3 groups when ``val_fraction > 0``).
+        val_fraction: share of the non-test clips to validate on; 0 for no validation part.
+        seed: seed of the validation search.
+        n_trials: assignments searched per split.
 
     Returns:
         One split per group, in sorted group order.
     """
-    groups, _, _, row_group = _counts(table, group_column)
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    groups, _, m, row_group = _counts(table, group_column)
+    if val_fraction > 0 and len(groups) < 3:
+        raise ValueError(f"{len(groups)} {group_column} groups cannot give train, validation and test parts. "
+                         "Fix: use val_fraction=0 or a finer group column.")
+    f = np.array([1 - val_fraction, val_fraction, 0.0])
     logo = LeaveOneGroupOut()
-    folds = sorted((test for _, test in logo.split(np.zeros(len(row_group)), groups=row_group)),
-                   key=lambda t: row_group[t[0]])
-    return _rotate(folds, len(row_group), f"leave one {group_column} out:", val,
-                   [f"test={groups[row_group[t[0]]]}" for t in folds])
+    out = []
+    for _, test in sorted(logo.split(np.zeros(len(row_group)), groups=row_group), key=lambda tt: row_group[tt[1][0]]):
+        held = row_group[test[0]]
+        rest = np.array([g for g in range(len(groups)) if g != held])
+        part = np.zeros(len(groups), dtype=np.int64)
+        part[held] = 2
+        if val_fraction > 0:
+            cand = _candidates(m[rest].sum(axis=1), f, n_trials, np.random.default_rng([seed, held]))  # (T, G-1)
+            cand = cand[(cand == 0).any(axis=1) & (cand == 1).any(axis=1)]  # train and val both non-empty
+            present = m[rest].sum(axis=0) > 0  # classes the remaining groups hold
+            holes, score = _score(cand, m[rest][:, present], f)
+            part[rest] = cand[int(np.argmin(score + 10.0 * holes.sum(axis=1)))]
+        parts = [np.flatnonzero(part[row_group] == s).tolist() for s in range(3)]
+        meta = {p: ",".join(groups[g] for g in np.flatnonzero(part == s)) for s, p in enumerate(PARTS)}
+        out.append(Split(*parts, name=f"leave one {group_column} out: test={groups[held]}", meta=meta))
+    return out
 
 
 def split_report(table: ClipTable, split: Split, group_column: str | None = None) -> dict:
