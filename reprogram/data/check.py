@@ -55,6 +55,7 @@ class CheckReport:
     problems: list[Problem] = field(default_factory=list)
     leakage: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
+    class_by_group: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -196,8 +197,12 @@ def check_table(
     stats = {"min_s": min(durations), "median_s": statistics.median(durations), "max_s": max(durations),
              "total_s": sum(durations)} if durations else {}
     groups = {g: dict(sorted(Counter(r.groups.get(g, "") for r in table).items())) for g in table.group_columns}
+    by_group: dict[str, dict[str, dict[str, int]]] = {}
+    for g in table.group_columns:
+        pairs = Counter((r.groups.get(g, ""), r.label) for r in table if r.label is not None)
+        by_group[g] = {v: {c: pairs[v, c] for c in classes if pairs[v, c]} for v in groups[g]}
     return CheckReport(table.name, len(table), classes, groups, stats, dict(rates), dict(chans), problems, leak,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, by_group)
 
 
 def format_report(report: CheckReport, problems: bool = True, limit: int = 50) -> str:
@@ -207,6 +212,12 @@ def format_report(report: CheckReport, problems: bool = True, limit: int = 50) -
     lines += [f"  {c:<{width}} {n:>6}" for c, n in report.classes.items()]
     for g, counts in report.groups.items():
         lines.append(f"{g}: {len(counts)} groups: " + ", ".join(f"{v} ({n})" for v, n in counts.items()))
+        cross = report.class_by_group.get(g, {})
+        if cross and len(counts) <= 30:  # class x group table
+            gw = max(len(v) for v in counts) + 1
+            lines.append(f"  {'class':<{width}} " + "".join(f"{v:>{max(gw, 5)}}" for v in counts))
+            for c in report.classes:
+                lines.append(f"  {c:<{width}} " + "".join(f"{cross[v].get(c, 0):>{max(gw, 5)}}" for v in counts))
     if report.durations:
         d = report.durations
         lines.append(f"durations: min {d['min_s']:.2f} s, median {d['median_s']:.2f} s, max {d['max_s']:.2f} s, "
