@@ -8,7 +8,10 @@ Synthetic corpus (generated once into the cache):
   * caller ID (8 females), stratified 5-fold, repeated over ``--seeds``.
 
 The baseline has fixed hyperparameters, so each fold trains on everything outside its test part (no
-validation part is needed). Spread is the standard deviation over folds (and seeds), with the range.
+validation part is needed). Each line gives the mean balanced accuracy over folds (and seeds) +- its standard
+deviation [range] with the mean per-fold chance (1 / classes present in the test fold), then the balanced accuracy
+of all out-of-fold predictions pooled (mean over seeds) with its chance (1 / classes), which is the fairer
+summary when folds are unequal (leave-one-recorder-out), then accuracy and macro-F1 (fold means).
 
 Usage: python benchmarks/mfcc_baseline.py [--data-dir ../shared/data] [--seeds 0,1,2] [--json out.json]
 """
@@ -49,15 +52,14 @@ def _evaluate(
         fold_sets = [(s, stratified_kfold(table, k=5, seed=s, val=False)) for s in seeds]
         tag = f"stratified 5-fold x {len(seeds)} seed(s)"
     else:
-        fold_sets = [(s, leave_one_group_out(table, protocol, val=False)) for s in seeds[:1]]
+        fold_sets = [(s, leave_one_group_out(table, protocol, val_fraction=0.0)) for s in seeds[:1]]
         tag = f"leave-one-{protocol}-out ({len(fold_sets[0][1])} folds)"
     rows = []
     for classifier in classifiers:
-        folds = [
-            f
-            for s, splits in fold_sets
-            for f in evaluate_mfcc_baseline(features, table.labels, splits, classifier, seed=s)["folds"]
+        results = [
+            evaluate_mfcc_baseline(features, table.labels, splits, classifier, seed=s) for s, splits in fold_sets
         ]
+        folds = [f for r in results for f in r["folds"]]
         bal = np.array([f["balanced_accuracy"] for f in folds])
         row = {
             "dataset": name,
@@ -72,6 +74,8 @@ def _evaluate(
             "accuracy_mean": float(np.mean([f["accuracy"] for f in folds])),
             "macro_f1_mean": float(np.mean([f["macro_f1"] for f in folds])),
             "chance": float(np.mean([f["chance_balanced_accuracy"] for f in folds])),
+            "pooled_balanced_accuracy": float(np.mean([r["pooled"]["balanced_accuracy"] for r in results])),
+            "pooled_chance": results[0]["pooled"]["chance_balanced_accuracy"],
             "n_folds": len(folds),
             "feature_seconds": round(feat_s, 2),
         }
@@ -80,7 +84,9 @@ def _evaluate(
             f"{name:28s} {classifier:14s} bal.acc {row['balanced_accuracy_mean']:.3f} "
             f"± {row['balanced_accuracy_std']:.3f} "
             f"[{row['balanced_accuracy_min']:.2f}-{row['balanced_accuracy_max']:.2f}]"
-            f"  acc {row['accuracy_mean']:.3f}  macro-F1 {row['macro_f1_mean']:.3f}  chance {row['chance']:.3f}"
+            f" chance {row['chance']:.3f}"
+            f" | pooled {row['pooled_balanced_accuracy']:.3f} chance {row['pooled_chance']:.3f}"
+            f" | acc {row['accuracy_mean']:.3f} macro-F1 {row['macro_f1_mean']:.3f}"
             f"  (n={len(table)}, {len(table.classes)} classes, {tag})",
             flush=True,
         )

@@ -77,6 +77,9 @@ def test_caller_id_beats_chance_but_is_not_solved(caller_id):
         assert len(result["folds"]) == 4
         assert all(0 <= f[m] <= 1 for f in result["folds"] for m in ("balanced_accuracy", "accuracy", "macro_f1"))
         assert all(p is not None for p in result["predictions"])  # the test folds partition the table
+        pred, truth = np.array(result["predictions"]), np.array(table.labels)
+        recalls = [np.mean(pred[truth == c] == c) for c in table.classes]
+        assert result["pooled"]["balanced_accuracy"] == pytest.approx(np.mean(recalls))
 
 
 def test_table_input_matches_feature_input(caller_id):
@@ -105,7 +108,7 @@ def test_evaluation_errors(caller_id):
 @pytest.mark.slow
 def test_danum_recorder_grouped_beats_chance(danum_dir):
     table = load_table(danum_dir / "manifest.csv", label_column="label", group_columns=("recorder",))
-    folds = leave_one_group_out(table, "recorder", val=False)
+    folds = leave_one_group_out(table, "recorder", val_fraction=0.0)
     result = evaluate_mfcc_baseline(table, None, folds, "logreg", seed=0)
     assert len(result["folds"]) == 7
     assert result["mean"]["balanced_accuracy"] > result["chance_balanced_accuracy"] + 0.1

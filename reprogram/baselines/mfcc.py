@@ -155,9 +155,12 @@ def evaluate_mfcc_baseline(
 
     Returns:
         ``{"classifier", "classes", "folds": [per-fold dict], "mean": {metric: value}, "std": {...},
-        "chance_balanced_accuracy", "predictions"}``; per-fold dicts hold the metrics, sizes, chance and
-        ``unseen_test_classes`` (test classes absent from training); ``predictions`` is the out-of-fold
-        prediction of every clip (``None`` for clips in no test fold).
+        "chance_balanced_accuracy", "pooled", "predictions"}``. Per-fold dicts hold the metrics (over the
+        classes present in that test fold), sizes, chance (1 / those classes) and ``unseen_test_classes``
+        (test classes absent from training). ``pooled`` scores the out-of-fold predictions of all tested clips
+        together (with its own chance level): the summary to prefer when folds are unequal, as in
+        leave-one-group-out. ``predictions`` is the out-of-fold prediction of every clip (``None`` for clips in
+        no test fold; the last fold wins for clips tested twice).
     """
     if isinstance(table_or_features, ClipTable):
         features = table_features(table_or_features, sample_rate, **(feature_kwargs or {}))
@@ -181,28 +184,18 @@ def evaluate_mfcc_baseline(
         if len(set(y[train])) < 2:
             raise ValueError(f"fold {k}: training set has a single class {set(y[train])}; use a split with more")
         model = make_classifier(classifier, seed).fit(features[train], y[train].astype(str))
-        pred = model.predict(features[test]).astype(object)
-        truth = y[test].astype(str)
+        pred = model.predict(features[test]).astype(str)
         for i, p in zip(test, pred, strict=True):
-            predictions[i] = p
-        present = np.unique(truth)
-        with warnings.catch_warnings():  # predictions of classes absent from this test fold are expected
-            warnings.simplefilter("ignore", UserWarning)
-            bal = float(balanced_accuracy_score(truth, pred.astype(str)))
+            predictions[i] = str(p)
+        scores = _scores(y[test].astype(str), pred)
+        unseen = sorted(set(y[test].astype(str)) - set(y[train].astype(str)))
         rows.append(
-            {
-                "fold": k,
-                "n_train": int(len(train)),
-                "n_test": int(len(test)),
-                "balanced_accuracy": bal,
-                "accuracy": float(accuracy_score(truth, pred.astype(str))),
-                "macro_f1": float(f1_score(truth, pred.astype(str), labels=present, average="macro", zero_division=0)),
-                "chance_balanced_accuracy": 1.0 / len(present),
-                "unseen_test_classes": sorted(set(present) - set(y[train].astype(str))),
-            }
+            {"fold": k, "n_train": int(len(train)), "n_test": int(len(test)), **scores, "unseen_test_classes": unseen}
         )
     if not rows:
         raise ValueError("no folds given; pass at least one (train, test) pair")
+    tested = np.array([i for i, p in enumerate(predictions) if p is not None])
+    pooled = _scores(y[tested].astype(str), np.array([predictions[i] for i in tested], dtype=str))
     return {
         "classifier": name,
         "classes": sorted({str(v) for v in y}),
@@ -210,5 +203,20 @@ def evaluate_mfcc_baseline(
         "mean": {m: float(np.mean([r[m] for r in rows])) for m in METRICS},
         "std": {m: float(np.std([r[m] for r in rows])) for m in METRICS},
         "chance_balanced_accuracy": float(np.mean([r["chance_balanced_accuracy"] for r in rows])),
+        "pooled": pooled,
         "predictions": predictions,
+    }
+
+
+def _scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Balanced accuracy, accuracy, macro-F1 over the classes present in ``truth``, and that chance level."""
+    present = np.unique(truth)
+    with warnings.catch_warnings():  # predicting a class absent from this test part is expected, not an error
+        warnings.simplefilter("ignore", UserWarning)
+        bal = float(balanced_accuracy_score(truth, pred))
+    return {
+        "balanced_accuracy": bal,
+        "accuracy": float(accuracy_score(truth, pred)),
+        "macro_f1": float(f1_score(truth, pred, labels=present, average="macro", zero_division=0)),
+        "chance_balanced_accuracy": 1.0 / len(present),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 #: Bump when the generator's output for a given config changes, so cached corpora are regenerated.
 GENERATOR_VERSION = "2"
@@ -75,6 +75,11 @@ class SyntheticConfig:
     audio_format: str = "flac"
 
     def __post_init__(self) -> None:
+        for key in ("female_f_low_hz", "female_f_high_hz", "male_f_hz"):  # lists from YAML/JSON -> tuples
+            value = getattr(self, key)
+            if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+                object.__setattr__(self, key, tuple(float(v) for v in value))
+
         def need(ok: bool, key: str, fix: str) -> None:
             if not ok:
                 raise ValueError(f"SyntheticConfig.{key}={getattr(self, key)!r} is invalid: {fix}")
@@ -107,7 +112,10 @@ class SyntheticConfig:
         for key in ("female_f_low_hz", "female_f_high_hz", "male_f_hz"):
             lo_hi = getattr(self, key)
             need(
-                len(lo_hi) == 2 and 50.0 <= lo_hi[0] <= lo_hi[1] < nyquist / 2,
+                isinstance(lo_hi, tuple)
+                and len(lo_hi) == 2
+                and all(isinstance(v, float) and math.isfinite(v) for v in lo_hi)
+                and 50.0 <= lo_hi[0] <= lo_hi[1] < nyquist / 2,
                 key,
                 f"give a (low, high) pair of Hz with 50 <= low <= high < {nyquist / 2:g} (a quarter of the rate)",
             )
@@ -117,6 +125,15 @@ class SyntheticConfig:
             "keep the upper end of female_f_low_hz below the lower end of female_f_high_hz (notes rise)",
         )
         need(self.audio_format in ("flac", "wav"), "audio_format", "use 'flac' or 'wav'")
+
+    @classmethod
+    def from_dict(cls, options: dict) -> SyntheticConfig:
+        """Build a config from a mapping (e.g. an experiment's ``data.synthetic``), naming unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise KeyError(f"unknown SyntheticConfig key(s) {unknown}; valid keys are {sorted(known)}")
+        return cls(**options)
 
     def to_dict(self) -> dict:
         """All fields as plain JSON-able values."""
