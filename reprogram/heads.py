@@ -150,3 +150,26 @@ def build_head(kind: str, num_layers: int, hidden_size: int, num_classes: int, *
     if kind == "weighted_sum":
         return WeightedSumHead(num_layers, hidden_size, num_classes, **options)
     return HEADS[kind](hidden_size, num_classes, **options)
+
+
+class SpeechClassifier(nn.Module):
+    """A speech backbone (frozen, possibly carrying a PEFT method or fed by a program) plus a head.
+
+    ``forward(wave (B, N), lengths=None) -> (B, K)``, the contract of :func:`reprogram.train.train`.
+    Trainable parameters are those of the head plus whatever requires grad inside the backbone.
+
+    Args:
+        backbone: a speech backbone returning ``hidden_states`` and ``mask``.
+        head: a head from this module.
+        program: optional input transform ``(B, N) -> (B, N')`` applied before the backbone.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, program: nn.Module | None = None) -> None:
+        super().__init__()
+        self.program = program
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.program(wave) if self.program is not None else wave
+        return self.head(self.backbone(x, lengths))

@@ -75,6 +75,29 @@ class PromptTuning(PeftMethod):
         for index, layer in enumerate(layers):
             layer.forward = self._wrap(index, layer.forward, first_attention)
 
+    @torch.no_grad()
+    def init_from_frames(self, hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor | None = None,
+                         seed: int = 0) -> None:
+        """Initialise the prompts from real frames, as text prompt tuning initialises from word embeddings.
+
+        A random prompt vector is far from anything the frozen layers have seen and perturbs the frames'
+        representations; frames sampled from the unprompted model's own layer inputs are in-distribution.
+
+        Args:
+            hidden_states: the UNPROMPTED backbone's hidden states on a few training clips (``L + 1``
+                tensors ``(B, T, D)``; the input of layer ``l`` is ``hidden_states[l]``).
+            mask: ``(B, T)`` valid frames, or None.
+            seed: seed of the frame sampling.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        for layer in range(self.prompts.shape[0] if self.config.deep else 1):
+            frames = hidden_states[layer].reshape(-1, hidden_states[layer].shape[-1])  # (B*T, D)
+            if mask is not None:
+                frames = frames[mask.reshape(-1)]
+            pick = torch.randint(len(frames), (self.config.length,), generator=generator)
+            target = self.prompts[layer] if self.config.deep else self.prompts
+            target.copy_(frames[pick].to(target.dtype))
+
     def detach_from(self, backbone: Backbone) -> None:
         """Remove the wrappers (the backbone behaves as before attaching)."""
         for layer in self._wrapped:
