@@ -97,3 +97,16 @@ def test_missing_file_and_bad_segment(tmp_path):
         load_audio(path, start_s=0.5, end_s=0.5)
     past_end, _ = load_audio(path, start_s=0.5, end_s=5.0)  # only the existing part
     assert past_end.shape == (4000,)
+
+
+def test_scan_audio_streams_blocks_and_counts_nan(tmp_path):
+    from reprogram.data.audio import scan_audio
+
+    x = tone(440, 3.0, 8000)
+    x[100:105] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 8000, subtype="FLOAT")
+    scan = scan_audio(path, block_s=0.25)  # 12 blocks
+    assert (scan.frames, scan.nonfinite) == (24000, 5) and scan.peak == pytest.approx(0.5, abs=1e-3)
+    seg = scan_audio(path, start_s=1.0, end_s=9.0, block_s=0.5)  # end clamped to the file
+    assert (seg.frames, seg.nonfinite) == (16000, 0)

@@ -161,3 +161,63 @@ def load_audio(
     if sample_rate is not None and sample_rate != sr:
         return resample(wave, sr, int(sample_rate)), int(sample_rate)
     return wave, sr
+
+
+@dataclass(frozen=True)
+class AudioScan:
+    """What a streaming pass over a file (or segment) found.
+
+    Attributes:
+        frames: frames decoded.
+        nonfinite: samples that are NaN or infinite.
+        peak: largest absolute finite sample (0 for silence).
+    """
+
+    frames: int
+    nonfinite: int
+    peak: float
+
+
+def scan_audio(
+    path: str | os.PathLike[str], start_s: float | None = None, end_s: float | None = None, block_s: float = 60.0
+) -> AudioScan:
+    """Decode a file or segment block by block (bounded memory, for day-long recordings) and summarise it.
+
+    Args:
+        path: audio file.
+        start_s: segment start in seconds (``None``: start of file).
+        end_s: segment end in seconds (``None``: end of file; clamped to the file's end).
+        block_s: seconds decoded at a time.
+
+    Returns:
+        Frames decoded, count of NaN/inf samples and peak level.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        AudioReadError: the file cannot be decoded, or stops before the frames its header promises.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise _missing(path)
+    frames = nonfinite = 0
+    peak = 0.0
+    try:
+        with sf.SoundFile(path) as f:
+            first = 0 if start_s is None else min(int(round(start_s * f.samplerate)), f.frames)
+            last = f.frames if end_s is None else min(int(round(end_s * f.samplerate)), f.frames)
+            if first:
+                f.seek(first)
+            block = max(1, int(block_s * f.samplerate))
+            while frames < last - first:
+                data = f.read(min(block, last - first - frames), dtype="float32", always_2d=True)  # (n, C)
+                if data.shape[0] == 0:
+                    raise AudioReadError(f"{path} is truncated: its header promises {f.frames} frames but decoding "
+                                         f"stopped after {first + frames}. Fix: re-export or re-copy the file.")
+                finite = np.isfinite(data)
+                nonfinite += int(data.size - finite.sum())
+                if finite.any():
+                    peak = max(peak, float(np.abs(data[finite]).max()))
+                frames += data.shape[0]
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise _unreadable(path, err) from err
+    return AudioScan(frames, nonfinite, peak)

@@ -13,9 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
-from reprogram.data.audio import AudioReadError, audio_info, load_audio
+from reprogram.data.audio import AudioReadError, audio_info, scan_audio
 from reprogram.data.records import ClipRecord, ClipTable
 
 #: fewer clips than this in a class gets a warning (too few for 5-fold cross-validation).
@@ -90,7 +88,7 @@ def _note_kind(message: str) -> str:
 
 
 def _decode_problems(table: ClipTable) -> list[Problem]:
-    """Decode every distinct clip once: empty, NaN, silent or undecodable audio."""
+    """Decode every distinct clip once, block by block: empty, NaN, silent or undecodable audio."""
     problems, seen = [], set()
     for rec in table:
         key = (rec.path, rec.start_s, rec.end_s)
@@ -98,21 +96,21 @@ def _decode_problems(table: ClipTable) -> list[Problem]:
             continue
         seen.add(key)
         try:
-            wave, _ = load_audio(rec.path, None, rec.start_s, rec.end_s)  # (N,)
+            scan = scan_audio(rec.path, rec.start_s, rec.end_s)
         except FileNotFoundError as err:
             problems.append(Problem("error", "missing_file", rec.source, str(err)))
             continue
-        except (AudioReadError, ValueError) as err:
+        except AudioReadError as err:
             problems.append(Problem("error", "unreadable_file", rec.source, str(err)))
             continue
-        if wave.size == 0:
-            problems.append(Problem("error", "empty_audio", rec.source, f"{rec.path} has no samples. Fix: "
-                                    "replace the file or delete the row."))
-        elif not np.isfinite(wave).all():
-            bad = int((~np.isfinite(wave)).sum())
-            problems.append(Problem("error", "nan_audio", rec.source, f"{rec.path} has {bad} NaN/inf samples. "
-                                    "Fix: re-export the file from the original recording."))
-        elif not np.any(wave):
+        if scan.frames == 0:
+            problems.append(Problem("error", "empty_audio", rec.source, f"{rec.path} has no samples"
+                                    f"{' in this segment' if rec.start_s is not None else ''}. Fix: replace the file, "
+                                    "correct the segment, or delete the row."))
+        elif scan.nonfinite:
+            problems.append(Problem("error", "nan_audio", rec.source, f"{rec.path} has {scan.nonfinite} NaN/inf "
+                                    "samples. Fix: re-export the file from the original recording."))
+        elif scan.peak == 0:
             problems.append(Problem("warning", "silent_audio", rec.source, f"{rec.path} is all zeros"))
     return problems
 
