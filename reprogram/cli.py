@@ -14,6 +14,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("reprogram.data.cli", "inspect and check datasets (manifest, folder, Raven tables)"),
     "run": ("reprogram.runner", "run one experiment config and write DIR/runs/<run id>/result.json"),
+    "sweep": ("reprogram.sweep", "run a resumable grid of experiments (methods x backbones x budgets x seeds x folds)"),
     "backbones": ("backbones.cli", "list backbones: input spec, parameters, source labels, weights on this machine"),
 }
 

@@ -38,6 +38,8 @@ from reprogram.registry import Registry
 DEFAULT_SAMPLE_RATE = 16_000
 #: default program per backbone modality
 DEFAULT_TRANSFORM = {"image": "pad", "video": "video", "speech": "wave_embed", "audio": "wave_embed"}
+#: methods that use no backbone -> the backbone name sweeps give them (so their run ids ignore the backbone grid)
+NO_BACKBONE = {"mfcc": "none"}
 #: which PEFT option ``method.budget`` sets
 PEFT_BUDGET = {"lora": "r", "dora": "r", "prompt": "length", "deep_prompt": "length", "adaption": "length"}
 
