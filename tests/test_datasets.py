@@ -84,6 +84,9 @@ def test_raven_folder_dedupes_views_finds_audio_and_reports_overlaps(raven_dir):
     # the spectrogram view's row is kept (line 3), with its frequency bounds
     assert first.source == "rec1.Table.1.selections.txt:3" and first.meta["Low Freq (Hz)"] == "500"
     assert table.group_columns == ("recording",)
+    same = load_table(raven_dir / "tables", label_column="Call type", audio_dir=raven_dir / "audio",
+                      group_columns=["recording"])
+    assert same.group_columns == ("recording",) and len(same) == 4
     assert {r.path.rsplit("/", 1)[-1] for r in table} == {"rec1.wav", "rec2.flac"}
     overlaps = [msg for _, msg in table.notes if "overlaps" in msg]
     assert len(overlaps) == 1 and "female" in overlaps[0] and "male" in overlaps[0]

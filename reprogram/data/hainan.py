@@ -77,7 +77,7 @@ def load_hainan(
         raise FileNotFoundError(f"Hainan-format table or folder not found: {path}. Fix: pass an existing path.")
     index = AudioIndex(audio_dir if audio_dir is not None else folder)
     policy = RowPolicy(on_error)
-    group_columns = tuple(group_columns)
+    group_columns = tuple(g for g in group_columns if g != "recording")  # "recording" is always added
     records: list[ClipRecord] = []
     recordings: list[tuple[str, str, dict[str, str]]] = []
     for table_path in tables:

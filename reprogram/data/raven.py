@@ -183,7 +183,7 @@ def load_raven(
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     index = AudioIndex(audio_dir if audio_dir is not None else folder)
     policy = RowPolicy(on_error)
-    group_columns = tuple(group_columns)
+    group_columns = tuple(g for g in group_columns if g != "recording")  # "recording" is always added
     records: list[ClipRecord] = []
     recordings: dict[str, tuple[str, str, dict[str, str]]] = {}
     for table_path in tables:
