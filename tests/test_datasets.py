@@ -107,6 +107,10 @@ def test_raven_background_windows_avoid_events_and_are_deterministic(raven_dir):
     assert [(r.start_s, r.end_s) for r in again] == [(r.start_s, r.end_s) for r in table]
     other = load_table(raven_dir / "tables", **{**kwargs, "seed": 8})
     assert [(r.start_s, r.end_s) for r in other] != [(r.start_s, r.end_s) for r in table]
+    (raven_dir / "audio" / "quiet.wav").write_bytes((raven_dir / "audio" / "rec1.wav").read_bytes())
+    write_text(raven_dir / "tables" / "quiet.Table.1.selections.txt", [RAVEN_HEADER])  # no events
+    with_quiet = load_table(raven_dir / "tables", **kwargs)
+    assert sum(r.label == "background" and r.groups["recording"] == "quiet" for r in with_quiet) == 3
 
 
 def test_raven_begin_file_with_offset_and_missing_audio(tmp_path):

@@ -192,6 +192,14 @@ def load_raven(
         require_columns(table_path, header, {"label_column": label_column, "begin time": BEGIN, "end time": END})
         for g in group_columns:
             require_columns(table_path, header, {"group_column": g})
+        if not rows:  # a recording without events still gives background windows
+            audio = index.find(recording_of_table(table_path))
+            if audio is not None:
+                recordings.setdefault(audio, (audio, name, {"recording": Path(audio).stem,
+                                                            **{g: "" for g in group_columns}}))
+                if group_columns and background_windows:
+                    policy.notes.append((name, f"table has no rows: its background windows get empty "
+                                               f"{list(group_columns)} values"))
         for line, row in one_row_per_selection(rows):
             source = f"{name}:{line}"
             audio = _find_audio(row, table_path, index)
@@ -219,9 +227,13 @@ def load_raven(
             if not label:
                 policy.fail(source, f"missing label in column {label_column!r}", "fill in the label or delete it")
                 continue
+            empty = [g for g in group_columns if not row.get(g)]
+            if empty:
+                policy.fail(source, f"missing group value in column(s) {empty}", "fill in the group or delete it")
+                continue
             if not policy.check_audio(source, audio, begin, end):
                 continue
-            groups = {"recording": Path(audio).stem, **{g: row.get(g, "") for g in group_columns}}
+            groups = {"recording": Path(audio).stem, **{g: row[g] for g in group_columns}}
             meta = {k: v for k, v in row.items() if k not in (label_column, BEGIN, END, *group_columns)}
             records.append(ClipRecord(audio, label, groups, begin, end, source, meta))
             recordings.setdefault(audio, (audio, name, groups))
