@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from reprogram.data.loaders import load_table
-from reprogram.data.synth.calls import jitter
+from reprogram.data.synth.calls import jitter, render_great_call, render_male_phrase
 from reprogram.data.synthetic import (
     COLUMNS,
     SYNTHETIC_TASKS,
@@ -124,6 +124,39 @@ def test_snr_jitter_stays_in_range_and_file_holds_the_mixture(corpus):
         assert np.abs(wave).max() < 1.0
     noise = render_clip(plan, len(rows) - 1)
     assert rows[-1]["call_type"] == "noise" and not noise.signal.any() and rows[-1]["snr_db"] == ""
+
+
+def _peak_hz(x: np.ndarray, sr: int = 16000) -> float:
+    """Frequency of the strongest spectral peak (the fundamental: harmonics are weaker)."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)), 1 << 15))
+    return float(np.argmax(spec) * sr / (1 << 15))
+
+
+def _notes(x: np.ndarray) -> list[np.ndarray]:
+    """Runs of non-zero samples (notes are separated by silence in a clean call)."""
+    idx = np.flatnonzero(x)
+    cuts = np.flatnonzero(np.diff(idx) > 1) + 1
+    return [x[run[0] : run[-1] + 1] for run in np.split(idx, cuts)]
+
+
+def test_great_calls_accelerate_with_rising_notes_and_males_are_lower():
+    plan = plan_corpus(SyntheticConfig())
+    rng = np.random.default_rng(0)
+    for female, male in zip(plan.females, plan.males, strict=True):
+        call = render_great_call(female, 0.2, 5 * 16000, 16000, 0.0, rng)
+        notes = _notes(call)
+        assert len(notes) == round(female.n_notes)
+        starts = np.flatnonzero(np.diff(np.concatenate([[0], (call != 0).astype(int)])) == 1)
+        ioi = np.diff(starts) / 16000
+        assert np.all(np.diff(ioi) < 0) and ioi[-1] < 0.75 * ioi[0]  # the call accelerates
+        for note in notes:  # every note sweeps upward
+            q = len(note) // 3
+            assert _peak_hz(note[-q:]) > _peak_hz(note[:q])
+        peaks = [_peak_hz(n) for n in notes]
+        assert peaks[-1] > peaks[0] and 450 < min(peaks) and max(peaks) < 1800  # Hylobates female range
+        phrase, _ = render_male_phrase(male, 0.2, 5 * 16000, 16000, 0.0, rng)
+        assert np.median([_peak_hz(n) for n in _notes(phrase)]) < np.median(peaks)
+        assert starts[0] == int(0.2 * 16000)
 
 
 def test_individuals_differ_more_than_their_jitter():
