@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("reprogram.data.cli", "inspect and check datasets (manifest, folder, Raven tables)"),
     "run": ("reprogram.runner", "run one experiment config and write DIR/runs/<run id>/result.json"),
     "sweep": ("reprogram.sweep", "run a resumable grid of experiments (methods x backbones x budgets x seeds x folds)"),
+    "figures": ("figures.cli", "draw every paper figure and the results table from a results folder"),
     "backbones": ("backbones.cli", "list backbones: input spec, parameters, source labels, weights on this machine"),
 }
 

@@ -25,10 +25,36 @@ from typing import Any
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 #: keys every result file must have (checked when reading)
-REQUIRED_KEYS = ("schema", "run_id", "config", "method", "backbone", "modality", "task", "seed", "fold", "params",
-                 "metrics", "wall_time_s", "peak_memory_mb", "environment")
-PACKAGES = ("torch", "torchaudio", "torchvision", "transformers", "peft", "timm", "open_clip_torch", "numpy",
-            "scipy", "scikit-learn", "safetensors", "gibbon-reprogram")
+REQUIRED_KEYS = (
+    "schema",
+    "run_id",
+    "config",
+    "method",
+    "backbone",
+    "modality",
+    "task",
+    "seed",
+    "fold",
+    "params",
+    "metrics",
+    "wall_time_s",
+    "peak_memory_mb",
+    "environment",
+)
+PACKAGES = (
+    "torch",
+    "torchaudio",
+    "torchvision",
+    "transformers",
+    "peft",
+    "timm",
+    "open_clip_torch",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "safetensors",
+    "gibbon-reprogram",
+)
 
 
 class CorruptResultError(ValueError):
@@ -120,10 +146,20 @@ def tidy_rows(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         base = {
-            "run_id": r["run_id"], "name": r["config"].get("name"), "method": r["method"], "budget": r.get("budget"),
-            "backbone": r["backbone"], "modality": r["modality"], "task": r["task"], "seed": r["seed"],
-            "fold": r["fold"], "trainable_params": r["params"]["trainable"], "total_params": r["params"]["total"],
-            "wall_time_s": r["wall_time_s"], **{f"tag.{k}": v for k, v in r["config"]["output"]["tags"].items()},
+            "run_id": r["run_id"],
+            "name": r["config"].get("name"),
+            "method": r["method"],
+            "variant": variant(r["config"]["method"].get("options", {})),
+            "budget": r.get("budget"),
+            "backbone": r["backbone"],
+            "modality": r["modality"],
+            "task": r["task"],
+            "seed": r["seed"],
+            "fold": r["fold"],
+            "trainable_params": r["params"]["trainable"],
+            "total_params": r["params"]["total"],
+            "wall_time_s": r["wall_time_s"],
+            **{f"tag.{k}": v for k, v in r["config"]["output"]["tags"].items()},
         }
         for split, values in r["metrics"].items():
             for metric, value in values.items():
@@ -133,6 +169,16 @@ def tidy_rows(results: list[dict]) -> list[dict]:
                 elif isinstance(value, (int, float)) or value is None:
                     rows.append({**base, "split": split, "metric": metric, "value": value})
     return rows
+
+
+def variant(options: dict) -> str:
+    """A short, stable description of a method's options (``"mapper=flm,transform=pad"``; ``""`` when none)."""
+    parts = []
+    for key in sorted(options):
+        value = options[key]
+        text = json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, (dict, list)) else value
+        parts.append(f"{key}={text}")
+    return ",".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,10 +200,16 @@ def git_commit(path: str | Path | None = None) -> str:
     """The commit of the repository holding this package (``+dirty`` if modified), or ``"unknown"``."""
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+dirty" if dirty else "") if head else "unknown"

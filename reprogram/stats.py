@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats as sps
 
 #: columns identifying a compared system in tidy result rows
-SYSTEM_KEYS = ("method", "budget", "backbone", "modality")
+SYSTEM_KEYS = ("method", "variant", "budget", "backbone", "modality")
 #: columns identifying the unit two systems are paired on
 PAIR_KEYS = ("seed", "fold")
 
