@@ -116,3 +116,17 @@ def test_leakage_cues_warn_only_when_a_cue_predicts_the_label(tmp_path):
     assert not miss.warn and miss.balanced_accuracy < 0.55
     assert group_cue(table, "site").warn and group_cue(table, "site").balanced_accuracy == pytest.approx(1.0)
     assert not group_cue(table, "rec").warn  # every recorder holds every class
+
+
+def test_split_cli_prints_reports(tmp_path, capsys):
+    for i in range(12):
+        write_noise(tmp_path / f"c{i}.wav", 0.5, i)
+    rows = ["path,label,recorder"] + [f"c{i}.wav,{'ab'[i % 2]},R{i // 2}" for i in range(12)]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    assert main(["data", "split", str(tmp_path), "--group-column", "recorder", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["shared_groups"] == [] and sum(p["clips"] for p in report["parts"].values()) == 12
+    assert main(["data", "split", str(tmp_path), "--kind", "logo", "--group-column", "recorder"]) == 0
+    assert capsys.readouterr().out.count("test=R") == 6
+    assert main(["data", "split", str(tmp_path), "--kind", "grouped-kfold"]) == 1
+    assert "--group-column" in capsys.readouterr().err

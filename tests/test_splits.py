@@ -107,3 +107,9 @@ def test_grouped_kfold_and_leave_one_group_out(table):
         assert sorted(s.train + s.val + s.test) == list(range(len(table)))
     no_val = leave_one_group_out(table, "recorder", val_fraction=0)
     assert all(s.val == [] and len(s.train) + len(s.test) == len(table) for s in no_val)
+
+
+def test_classes_nested_in_groups_get_the_within_group_advice(capsys):
+    table = make_table({("A", "x"): 5, ("B", "y"): 5, ("C", "z"): 5})
+    with pytest.raises(ValueError, match="every class lies within a single recorder.*stratified_kfold"):
+        grouped_split(table, "recorder")

@@ -1,4 +1,4 @@
-"""``reprogram data check|summary PATH``: inspect a manifest, a folder of audio, or Raven/Hainan tables."""
+"""``reprogram data check|summary|split PATH``: inspect a manifest, a folder of audio, or Raven/Hainan tables."""
 
 from __future__ import annotations
 
@@ -11,6 +11,16 @@ import warnings
 from reprogram.data.check import check_table, format_report
 from reprogram.data.loaders import FORMATS, load_table
 from reprogram.data.manifest import ON_ERROR
+from reprogram.data.splits import (
+    format_split_report,
+    grouped_kfold,
+    grouped_split,
+    leave_one_group_out,
+    split_report,
+    stratified_kfold,
+)
+
+SPLIT_KINDS: tuple[str, ...] = ("grouped", "kfold", "grouped-kfold", "logo")
 
 
 def _loading_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--seed", type=int, default=0, help="seed of the leakage baselines")
     summary = sub.add_parser("summary", help="a human-readable table of classes, groups, durations and rates")
     _loading_arguments(summary)
+    split = sub.add_parser("split", help="show the split(s) a grouped or cross-validated protocol gives")
+    _loading_arguments(split)
+    split.add_argument("--kind", choices=SPLIT_KINDS, default="grouped",
+                       help="grouped train/val/test (by the first --group-column), stratified k-fold, grouped "
+                            "k-fold, or leave one group out")
+    split.add_argument("--fractions", type=float, nargs=3, default=(0.6, 0.2, 0.2), metavar=("TRAIN", "VAL", "TEST"))
+    split.add_argument("--k", type=int, default=5, help="folds for the k-fold kinds")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--json", action="store_true", help="print the split reports as JSON")
 
 
 def _load(args: argparse.Namespace):
@@ -62,8 +81,21 @@ def _load(args: argparse.Namespace):
                           format=args.format, on_error="skip", **options)
 
 
+def _splits(args: argparse.Namespace, table) -> list:
+    group = args.group_columns[0] if args.group_columns else None
+    if args.kind == "kfold":
+        return stratified_kfold(table, args.k, args.seed)
+    if group is None:
+        raise ValueError(f"--kind {args.kind} needs --group-column (e.g. recorder)")
+    if args.kind == "grouped":
+        return [grouped_split(table, group, tuple(args.fractions), args.seed)]
+    if args.kind == "grouped-kfold":
+        return grouped_kfold(table, group, args.k, args.seed)
+    return leave_one_group_out(table, group, seed=args.seed)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``data check`` or ``data summary``; returns the exit status."""
+    """Run ``data check``, ``data summary`` or ``data split``; returns the exit status."""
     t0 = time.perf_counter()
     try:
         table = _load(args)
@@ -71,6 +103,16 @@ def run(args: argparse.Namespace) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {message}", file=sys.stderr)
         return 1
+    if args.data_command == "split":
+        try:
+            splits = _splits(args, table)
+        except (KeyError, ValueError) as err:
+            print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+            return 1
+        group = args.group_columns[0] if args.group_columns else None
+        reports = [split_report(table, sp, group) for sp in splits]
+        print(json.dumps(reports, indent=2) if args.json else "\n\n".join(map(format_split_report, reports)))
+        return 0
     if args.data_command == "summary":
         report = check_table(table, on_error=args.on_error, decode=False, leakage=False)
         print(format_report(report, problems=False))

@@ -130,8 +130,14 @@ def grouped_split(
         raise ValueError(f"{len(groups)} {group_column} group(s) {groups} cannot fill {len(active)} parts. "
                          f"Fix: use leave_one_group_out or grouped_kfold, or a finer group column.")
     if stratify:
+        nested = bool((np.count_nonzero(m, axis=0) == 1).all())  # every class inside one group
         for c, name in enumerate(classes):
             holders = [groups[g] for g in np.flatnonzero(m[:, c])]
+            if len(holders) < len(active) and nested:
+                raise ValueError(f"every class lies within a single {group_column} group (class {name!r} only in "
+                                 f"{holders}), so no split grouped by {group_column} can test a class it trained on. "
+                                 f"Fix: use stratified_kfold (within-{group_column} evaluation) and report the "
+                                 f"{group_column}-cue baseline of `reprogram data check`, or group by another column.")
             if len(holders) < len(active):
                 raise ValueError(f"class {name!r} occurs in only {len(holders)} {group_column} group(s) {holders}, "
                                  f"so it cannot appear in all {len(active)} parts. Fix: {_fix_hint(len(active))}.")
