@@ -100,6 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds for stratified folds and forests")
     parser.add_argument("--classifiers", default=",".join(CLASSIFIERS), help=f"subset of {CLASSIFIERS}")
     parser.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic corpus")
+    parser.add_argument(
+        "--synthetic",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a SyntheticConfig field (repeatable; values parsed as JSON, e.g. snr_db=6 or "
+        "male_f_hz=[250,480])",
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="synthetic corpus cache (default: user cache)")
     parser.add_argument("--skip-real", action="store_true", help="only the synthetic corpus")
     parser.add_argument("--json", type=Path, default=None, help="also write all rows to this JSON file")
@@ -127,7 +135,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = load_table(manifest, label_column=label, group_columns=groups)
         rows += _evaluate(folder, table, protocol, seeds, classifiers)
 
-    config = SyntheticConfig(seed=args.synthetic_seed)
+    overrides: dict = {"seed": args.synthetic_seed}
+    for item in args.synthetic:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--synthetic {item!r}: write KEY=VALUE, e.g. --synthetic snr_db=6")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    try:
+        config = SyntheticConfig.from_dict(overrides)
+    except (KeyError, ValueError, TypeError) as err:
+        parser.error(f"--synthetic: {err}")
     start = time.perf_counter()
     manifest = ensure_corpus(config, cache_dir=args.cache_dir)
     print(f"synthetic corpus {manifest.parent} (seed {config.seed}, ready in {time.perf_counter() - start:.1f} s)")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -112,3 +116,29 @@ def test_danum_recorder_grouped_beats_chance(danum_dir):
     result = evaluate_mfcc_baseline(table, None, folds, "logreg", seed=0)
     assert len(result["folds"]) == 7
     assert result["mean"]["balanced_accuracy"] > result["chance_balanced_accuracy"] + 0.1
+
+
+def test_benchmark_main_runs_on_a_tiny_corpus(tmp_path, capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mfcc_baseline.py"
+    spec = importlib.util.spec_from_file_location("mfcc_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tiny = [
+        "n_individuals=3",
+        "n_recorders=2",
+        "female_calls_per_individual=4",
+        "duets_per_individual=1",
+        "male_calls_per_individual=1",
+        "noise_clips_per_recorder=2",
+        "clip_s=4.0",
+    ]
+    argv = ["--skip-real", "--seeds", "0", "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "r.json")]
+    assert bench.main(argv + [a for t in tiny for a in ("--synthetic", t)]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert {(r["dataset"], r["classifier"]) for r in rows} == {
+        (f"synthetic/{t}", c) for t in ("call_type", "caller_id", "presence") for c in ("logreg", "random_forest")
+    }
+    assert all(0 <= r["balanced_accuracy_mean"] <= 1 for r in rows)
+    assert "synthetic/caller_id" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--skip-real", "--synthetic", "snr=3"])
