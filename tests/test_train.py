@@ -113,7 +113,7 @@ def test_selection_uses_validation_only(tmp_path):
     test_acc_per_epoch = []
 
     class Recording(SpectrumNet):
-        def before_epoch(self, epoch, loader):  # weights at the end of the previous epoch
+        def start_epoch(self, loader, epoch):  # weights at the end of the previous epoch
             if epoch > 0:
                 test_acc_per_epoch.append(evaluate(self, _loader(test), CLASSES)["accuracy"])
 
