@@ -248,8 +248,9 @@ def load_raven(
 def _find_audio(row: dict[str, str], table_path: str, index: AudioIndex) -> str | None:
     begin_path = row.get("Begin Path", "")
     if begin_path:
-        if os.path.isfile(begin_path):
-            return os.path.abspath(begin_path)
+        as_written = os.path.join(os.path.dirname(os.path.abspath(table_path)), os.path.expanduser(begin_path))
+        if os.path.isfile(as_written):  # absolute, or relative to the table's folder
+            return os.path.normpath(as_written)
         found = index.find(begin_path)
         if found:
             return found
