@@ -27,14 +27,14 @@ def _seeded(build: Callable[[], Backbone], seed: int) -> Backbone:
         return build()
 
 
-def _wav2vec2_style(config_cls: str, model_cls: str, name: str, seed: int, **extractor) -> Backbone:
+def _wav2vec2_style(config_cls: str, model_cls: str, name: str, seed: int, config: dict, **extractor) -> Backbone:
     import transformers
 
     from backbones.hf_speech import Wav2Vec2StyleBackbone
 
     def build() -> Backbone:
-        config = getattr(transformers, config_cls)(**SMALL, **SMALL_CONV)
-        model = getattr(transformers, model_cls)(config).eval()
+        config_obj = getattr(transformers, config_cls)(**SMALL, **SMALL_CONV, **config)
+        model = getattr(transformers, model_cls)(config_obj).eval()
         fe = transformers.Wav2Vec2FeatureExtractor(**extractor)
         return Wav2Vec2StyleBackbone(model, fe, name)
 
@@ -43,18 +43,20 @@ def _wav2vec2_style(config_cls: str, model_cls: str, name: str, seed: int, **ext
 
 def hubert(seed: int = 0) -> Backbone:
     """``tiny:hubert``: HubertModel, group-norm front end, no attention mask (like hubert-base)."""
-    return _wav2vec2_style("HubertConfig", "HubertModel", "tiny:hubert", seed, do_normalize=True)
+    return _wav2vec2_style("HubertConfig", "HubertModel", "tiny:hubert", seed, {}, do_normalize=True)
 
 
 def wav2vec2(seed: int = 0) -> Backbone:
     """``tiny:wav2vec2``: Wav2Vec2Model with per-clip normalisation (like wav2vec2-base)."""
-    return _wav2vec2_style("Wav2Vec2Config", "Wav2Vec2Model", "tiny:wav2vec2", seed, do_normalize=True)
+    return _wav2vec2_style("Wav2Vec2Config", "Wav2Vec2Model", "tiny:wav2vec2", seed, {}, do_normalize=True)
 
 
 def wavlm(seed: int = 0) -> Backbone:
-    """``tiny:wavlm``: WavLMModel (relative position bias), passing the attention mask for padded batches."""
+    """``tiny:wavlm``: WavLMModel (relative position bias) with the large models' layer-norm conv front end and
+    pre-norm layers, passing the attention mask for padded batches (as their feature extractors ask)."""
+    layer_norm = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
     return _wav2vec2_style(
-        "WavLMConfig", "WavLMModel", "tiny:wavlm", seed, do_normalize=False, return_attention_mask=True
+        "WavLMConfig", "WavLMModel", "tiny:wavlm", seed, layer_norm, do_normalize=True, return_attention_mask=True
     )
 
 

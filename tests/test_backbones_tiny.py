@@ -1,0 +1,199 @@
+"""Tiny random twins: the shared invariants, and each wrapper's numerics against the library it reimplements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import backbones
+from backbones.tiny import TWINS
+from tests.backbone_checks import check_backbone, example_input
+
+_CACHE: dict[str, backbones.Backbone] = {}
+
+
+def twin(name: str) -> backbones.Backbone:
+    """Build each twin once per session (the checks leave it unchanged)."""
+    if name not in _CACHE:
+        _CACHE[name] = backbones.create(name)
+    return _CACHE[name]
+
+
+@pytest.mark.parametrize("name", sorted(TWINS))
+def test_twin_passes_shared_checks(name):
+    backbone = twin(name)
+    check_backbone(backbone)
+    assert backbone.num_parameters() > 0 and backbone.num_parameters(trainable_only=True) == 0
+
+
+def test_names_list_every_family_and_example():
+    names = set(backbones.names())
+    required = set(TWINS) | {
+        "timm:", "open_clip:", "torchvision:", "hf:", "vggish",
+        "timm:vit_base_patch16_224.augreg_in21k_ft_in1k", "timm:resnet50.a1_in1k",
+        "open_clip:ViT-B-32/laion2b_s34b_b79k", "hf:facebook/hubert-base-ls960", "hf:facebook/wav2vec2-base",
+        "hf:microsoft/wavlm-base-plus", "hf:openai/whisper-base", "hf:MIT/ast-finetuned-audioset-10-10-0.4593",
+    } | {f"torchvision:{m}" for m in ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")}  # fmt: skip
+    assert required <= names, sorted(required - names)
+
+
+def test_twins_are_seeded_and_leave_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a, b, c = TWINS["tiny:hubert"](), TWINS["tiny:hubert"](), TWINS["tiny:hubert"](seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_wav2vec2_normalisation_matches_feature_extractor():
+    from transformers import Wav2Vec2FeatureExtractor
+
+    backbone = twin("tiny:wav2vec2")
+    wave = example_input(backbone) * 3 + 0.05
+    ref_in = Wav2Vec2FeatureExtractor(do_normalize=True)(list(wave.numpy()), sampling_rate=16000, return_tensors="pt")
+    ref = backbone.model(ref_in.input_values, output_hidden_states=True)
+    out = backbone(wave)
+    assert torch.allclose(out.hidden_states[-1], ref.last_hidden_state, atol=1e-4)
+    assert len(out.hidden_states) == len(ref.hidden_states) == backbone.num_layers + 1
+    assert backbone.attention_projections() == {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj"}
+    assert backbone.hidden_size == backbone.spec.feature_dim
+
+
+def test_padded_batch_masks_frames_and_normalises_valid_samples_only():
+    backbone = twin("tiny:wavlm")  # passes the attention mask, as checkpoints with return_attention_mask do
+    wave = example_input(backbone)
+    lengths = torch.tensor([16000, 9600])
+    out = backbone(wave, lengths=lengths)
+    valid = backbone.frame_lengths(lengths)
+    assert out.mask.sum(1).tolist() == valid.tolist()
+    alone = backbone(wave[1:, :9600])
+    assert torch.allclose(out.features[1], alone.features[0], atol=1e-4)
+    assert torch.allclose(out.hidden_states[-1][1, : valid[1]], alone.hidden_states[-1][0], atol=1e-4)
+
+
+def test_wavlm_attention_rerouting_is_exact_and_lora_is_live():
+    from peft import LoraConfig, inject_adapter_in_model
+    from transformers import WavLMModel
+
+    backbone = TWINS["tiny:wavlm"]()
+    original = WavLMModel(backbone.model.config).eval()  # untouched transformers attention
+    original.load_state_dict(backbone.model.state_dict())
+    wave = example_input(backbone)
+    mask = torch.ones(2, wave.shape[1], dtype=torch.long)
+    mask[1, 8000:] = 0
+    ref = original(wave, attention_mask=mask).last_hidden_state
+    mine = backbone.model(wave, attention_mask=mask).last_hidden_state
+    assert torch.allclose(ref, mine, atol=1e-5)
+    base = backbone(wave).features
+    lora = LoraConfig(target_modules=["q_proj", "v_proj"], r=2, init_lora_weights=False)
+    inject_adapter_in_model(lora, backbone.model)
+    assert not torch.allclose(backbone(wave).features, base, atol=1e-4), "LoRA on WavLM q/v must change the output"
+
+
+def test_whisper_keeps_clip_length_and_matches_manual_reference():
+    from transformers import WhisperFeatureExtractor
+
+    backbone = twin("tiny:whisper")
+    wave = 0.1 * torch.randn(1, 5 * 16000, generator=torch.Generator().manual_seed(3))
+    out = backbone(wave)
+    assert all(h.shape[1] == wave.shape[1] // 320 for h in out.hidden_states)  # 250 frames for 5 s, not 1500
+    fe = WhisperFeatureExtractor(feature_size=80)
+    mel = torch.from_numpy(fe._np_extract_fbank_features(wave.numpy().astype(np.float64), "cpu")).float()
+    assert torch.allclose(backbone.frontend(wave), mel, atol=1e-4)
+    enc = backbone.model
+    h = torch.nn.functional.gelu(enc.conv2(torch.nn.functional.gelu(enc.conv1(mel)))).transpose(1, 2)
+    h = h + enc.embed_positions.weight[: h.shape[1]]
+    assert torch.allclose(out.hidden_states[0], h, atol=1e-5)
+    assert torch.allclose(out.hidden_states[1], enc.layers[0](h, None), atol=1e-5)
+
+
+def test_whisper_on_30_s_equals_transformers_encoder():
+    from transformers import WhisperFeatureExtractor
+
+    backbone = twin("tiny:whisper")
+    wave = 0.1 * torch.randn(1, 30 * 16000, generator=torch.Generator().manual_seed(4))
+    feats = WhisperFeatureExtractor(feature_size=80)(wave.numpy(), sampling_rate=16000, return_tensors="pt")
+    ref = backbone.model(feats.input_features).last_hidden_state
+    assert torch.allclose(backbone(wave).hidden_states[-1], ref, atol=1e-4)
+    with pytest.raises(ValueError, match="at most 30 s"):
+        backbone(torch.zeros(1, 31 * 16000))
+
+
+def test_whisper_padded_clip_is_masked():
+    backbone = twin("tiny:whisper")
+    wave = example_input(backbone, seconds=2.0)
+    out = backbone(wave, lengths=torch.tensor([32000, 16000]))
+    assert out.mask.sum(1).tolist() == [100, 50]
+    alone = backbone(wave[1:, :16000])
+    # Only the STFT's last frame differs (zeros vs reflection past the clip's end), as with 30 s padding.
+    assert torch.allclose(out.features[1], alone.features[0], atol=1e-2)
+
+
+def test_ast_front_end_matches_feature_extractor():
+    from transformers import ASTFeatureExtractor
+
+    backbone = twin("tiny:ast")
+    wave = example_input(backbone, seconds=0.7)
+    fe = ASTFeatureExtractor(num_mel_bins=32, max_length=100)
+    ref = fe(list(wave.numpy()), sampling_rate=16000, return_tensors="pt").input_values
+    assert torch.allclose(backbone.frontend(wave), ref, atol=1e-4)
+    out = backbone(wave)
+    direct = backbone.model(input_values=ref).logits
+    assert torch.allclose(out.logits, direct, atol=1e-4)
+    assert backbone.spec.label_names[3] == "tiny_label_3"
+
+
+def test_vggish_front_end_and_network_match_torchvggish():
+    from torchvggish import vggish_input
+    from torchvggish.torchvggish import VGG, make_layers
+
+    from backbones.vggish import VGGishBackbone, VGGishFrontEnd, VGGishNet
+
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, 3 * 16000)
+    ref = vggish_input.waveform_to_examples(wave, 16000, return_tensor=False)  # (3, 96, 64), numpy
+    frontend = VGGishFrontEnd()
+    mine = frontend(torch.tensor(wave[None], dtype=torch.float32))[0]
+    assert mine.shape == ref.shape and np.abs(mine.numpy() - ref).max() < 1e-4
+    net = VGGishNet().eval()
+    port = VGG(make_layers(), postprocess=False).eval()
+    port.load_state_dict(net.state_dict())  # same keys: the published checkpoint loads into VGGishNet
+    patches = torch.tensor(ref, dtype=torch.float32)[:, None]
+    assert torch.allclose(net(patches), port(patches), atol=1e-5)
+    backbone = VGGishBackbone(net, frontend, "vggish-random")
+    with pytest.raises(ValueError, match="at least"):
+        backbone(torch.zeros(1, 8000))
+
+
+def test_vit_logits_are_timm_forward_and_spec_is_its_pretrained_cfg():
+    backbone = twin("tiny:vit")
+    x = example_input(backbone)
+    out = backbone(x)
+    assert torch.allclose(out.logits, backbone.model(x), atol=1e-5)
+    assert backbone.spec.shape == tuple(backbone.model.pretrained_cfg["input_size"])
+    assert backbone.spec.label_names[1] == "goldfish, Carassius auratus"
+
+
+def test_clip_text_head_and_text_embeddings():
+    backbone = twin("tiny:clip")
+    emb = backbone.text_embeddings(["a photo of a gibbon.", "a photo of a bird."])
+    assert emb.shape == (2, backbone.spec.feature_dim)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    x = example_input(backbone)
+    out = backbone(x)
+    assert torch.allclose(out.features.norm(dim=-1), torch.ones(2), atol=1e-5)
+    head = backbone.text_embeddings([f"a photo of a {backbone.spec.label_names[0]}."])
+    expected = backbone.model.logit_scale.exp() * out.features @ head.T
+    assert torch.allclose(out.logits[:, :1], expected, atol=1e-4)
+    assert backbone.spec.num_labels == 1000
+    with pytest.raises(ValueError):
+        backbone.text_embeddings([])
+
+
+def test_video_features_feed_the_classifier():
+    backbone = twin("tiny:r3d")
+    x = example_input(backbone)
+    out = backbone(x)
+    assert torch.allclose(backbone.model.fc(out.features), out.logits, atol=1e-5)
+    assert backbone.spec.label_names[0] == "abseiling" and backbone.spec.frames == 4
