@@ -241,3 +241,12 @@ def test_raven_table_written_on_windows_encoding(tmp_path):
     (tmp_path / "rec.Table.1.selections.txt").write_bytes(text.encode("cp1252"))
     table = load_table(tmp_path / "rec.Table.1.selections.txt")
     assert table.classes == ["chant mâle"] and (table[0].start_s, table[0].end_s) == (1.0, 2.0)
+
+
+def test_raven_begin_path_from_another_machine_falls_back_to_audio_dir(tmp_path):
+    write_tone(tmp_path / "audio" / "site3_0600.wav", 5.0)
+    write_text(tmp_path / "tables" / "any_name.txt", [
+        "Selection\tBegin Time (s)\tEnd Time (s)\tBegin Path\tAnnotation",
+        "1\t1.0\t2.0\tC:\\Users\\field\\site3_0600.wav\tcall"])
+    table = load_table(tmp_path / "tables", audio_dir=tmp_path / "audio")
+    assert table[0].path == str(tmp_path / "audio" / "site3_0600.wav")
