@@ -108,6 +108,9 @@ def load_table(
     if start_column or end_column or path_column != "path":
         raise ValueError(f"path/start/end columns apply to manifests only, not to the {fmt} format")
     if fmt == "folder":
+        if label_column not in (None, "label"):
+            raise ValueError(f"a folder has no label column {label_column!r}: its labels are the class sub-folders, "
+                             "or the (?P<label>...) group of label_regex=")
         table = _call(load_folder, fmt, path, on_error=on_error, **format_options)
         missing = [g for g in group_columns if g not in table.group_columns]
         if missing:
