@@ -44,6 +44,11 @@ def test_feature_shapes_and_batching():
     assert feats.shape == (3, 120) and np.isfinite(feats).all()
     one_by_one = np.concatenate([mfcc_features([w], 16000) for w in mixed])
     np.testing.assert_allclose(feats, one_by_one, rtol=1e-5, atol=1e-4)
+    # a clip's features do not depend on its batch-mates (torchaudio's top_db floor must be per clip)
+    quiet = (1e-3 * rng.standard_normal(16000)).astype(np.float32)
+    quiet[:8000] *= 1e-6  # near-silence: 120 dB below the loud clip
+    alone = mfcc_features([quiet], 16000)
+    np.testing.assert_allclose(mfcc_features([quiet, 30 * waves[0]], 16000)[:1], alone, rtol=1e-5, atol=1e-4)
     # a higher tone moves the cepstrum: the features see the signal, not just its length
     t = np.arange(16000) / 16000
     tones = mfcc_features(np.stack([np.sin(2 * np.pi * 600 * t), np.sin(2 * np.pi * 1400 * t)]), 16000)

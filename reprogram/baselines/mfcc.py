@@ -91,7 +91,10 @@ def mfcc_features(
         by_length.setdefault(len(w), []).append(i)
     with torch.no_grad():
         for idx in by_length.values():  # equal lengths batch together
-            c = mfcc(torch.from_numpy(np.stack([clips[i] for i in idx])))  # (B, n_mfcc, T)
+            # (B, 1, N): torchaudio's top_db floor is taken per leading item of a 4-D spectrogram, so a clip's
+            # features never depend on the other clips of the batch (a (B, N) input shares one floor)
+            batch = torch.from_numpy(np.stack([clips[i] for i in idx]))[:, None]
+            c = mfcc(batch)[:, 0]  # (B, n_mfcc, T)
             feats = [c]
             for _ in range(deltas):
                 feats.append(torchaudio.functional.compute_deltas(feats[-1]))
