@@ -11,14 +11,6 @@ import warnings
 from reprogram.data.check import check_table, format_report
 from reprogram.data.loaders import FORMATS, load_table
 from reprogram.data.manifest import ON_ERROR
-from reprogram.data.splits import (
-    format_split_report,
-    grouped_kfold,
-    grouped_split,
-    leave_one_group_out,
-    split_report,
-    stratified_kfold,
-)
 
 SPLIT_KINDS: tuple[str, ...] = ("grouped", "kfold", "grouped-kfold", "logo")
 
@@ -82,6 +74,8 @@ def _load(args: argparse.Namespace):
 
 
 def _splits(args: argparse.Namespace, table) -> list:
+    from reprogram.data.splits import grouped_kfold, grouped_split, leave_one_group_out, stratified_kfold
+
     group = args.group_columns[0] if args.group_columns else None
     if args.kind == "kfold":
         return stratified_kfold(table, args.k, args.seed)
@@ -109,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         except (KeyError, ValueError) as err:
             print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
             return 1
+        from reprogram.data.splits import format_split_report, split_report
+
         group = args.group_columns[0] if args.group_columns else None
         reports = [split_report(table, sp, group) for sp in splits]
         print(json.dumps(reports, indent=2) if args.json else "\n\n".join(map(format_split_report, reports)))
