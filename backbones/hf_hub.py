@@ -81,7 +81,8 @@ def build(model_id: str, **options) -> Backbone:
 
     Args:
         model_id: a hub id (``facebook/hubert-base-ls960``) or a local ``save_pretrained`` folder.
-        **options: passed to ``from_pretrained`` (e.g. ``revision``, ``cache_dir``).
+        **options: passed to ``from_pretrained`` (e.g. ``revision``, ``cache_dir``); defaults:
+            ``attn_implementation="sdpa"`` where transformers has it (else ``"eager"``), ``dtype=torch.float32``.
     """
     import transformers
     from transformers import AutoFeatureExtractor
@@ -89,9 +90,10 @@ def build(model_id: str, **options) -> Backbone:
     config = load_config(model_id)
     model_cls_name, module, wrapper_name, _ = _entry(config, model_id)
     model_cls = getattr(transformers, model_cls_name)
-    attn = "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager"
+    options.setdefault("attn_implementation", "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager")
+    options.setdefault("dtype", torch.float32)  # transformers 5 defaults to the checkpoint's dtype (fp16 for some)
     extractor = _fetch(AutoFeatureExtractor.from_pretrained, model_id, "preprocessor config")
-    model = _fetch(model_cls.from_pretrained, model_id, "weights", attn_implementation=attn, **options)
+    model = _fetch(model_cls.from_pretrained, model_id, "weights", **options)
     if config.model_type == "whisper":
         model = model.get_encoder()  # the decoder is dropped with the WhisperModel
     wrapper = getattr(importlib.import_module(module), wrapper_name)

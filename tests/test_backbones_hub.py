@@ -122,6 +122,16 @@ def test_hf_loaded_weights_are_the_saved_ones(tmp_path):
     assert torch.allclose(backbone(wave).hidden_states[-1], reference(normed).last_hidden_state, atol=1e-5)
 
 
+def test_hf_half_precision_checkpoint_loads_as_float32(tmp_path):
+    from transformers import HubertModel
+
+    folder = _save_speech(tmp_path, "hubert")
+    HubertModel.from_pretrained(folder).half().save_pretrained(folder)
+    backbone = backbones.create(f"hf:{folder}")
+    assert {p.dtype for p in backbone.parameters()} == {torch.float32}
+    assert backbone(example_input(backbone)).features.dtype == torch.float32
+
+
 def test_hf_errors_name_the_fix(tmp_path):
     from transformers import BertConfig
 
