@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help). One line per subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("reprogram.data.cli", "inspect and check datasets (manifest, folder, Raven tables)"),
+    "data": ("reprogram.data.cli", "check, summarise and split datasets (manifest, folder, Raven or Hainan tables)"),
     "run": ("reprogram.runner", "run one experiment config and write DIR/runs/<run id>/result.json"),
     "sweep": ("reprogram.sweep", "run a resumable grid of experiments (methods x backbones x budgets x seeds x folds)"),
     "figures": ("figures.cli", "draw every paper figure and the results table from a results folder"),
@@ -20,7 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s module is imported (all of them when ``None``, for ``--help``)."""
     parser = argparse.ArgumentParser(
         prog="reprogram",
         description="Reprogramming and parameter-efficient fine-tuning of frozen models for bioacoustics.",
@@ -29,14 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if command is None or name == command:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reprogram`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the chosen subcommand's module, so `reprogram data ...` does not pay for torch models.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in SUBCOMMANDS else None).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
 
 
