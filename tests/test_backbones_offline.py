@@ -14,12 +14,7 @@ import pytest
 import torch
 
 from backbones import registry
-from backbones.base import BackboneOutput
-
-try:  # the shared invariant checks, once they exist
-    from tests.backbone_checks import check_backbone as shared_check_backbone
-except ImportError:  # pragma: no cover - depends on another module landing
-    shared_check_backbone = None
+from tests.backbone_checks import check_backbone
 
 OFFLINE = ("offline:efficientnet_lite0", "offline:efficientnet_lite0_video", "offline:whisper_tiny_en", "offline:crepe")
 
@@ -44,41 +39,18 @@ def crepe():
     return registry.create("offline:crepe", hop_length=400)
 
 
-def example_input(backbone, seconds: float = 0.5, size: int = 64, seed: int = 0) -> torch.Tensor:
-    """A small batch of 2 inputs for ``backbone.spec`` (short clips, small images: the nets are size-agnostic)."""
+def small_input(backbone, seed: int = 0) -> torch.Tensor:
+    """A batch of 2 small inputs for ``backbone.spec``: 0.5 s clips, 64 x 64 images, 2-frame clips.
+
+    The networks are convolutional or sliced-position transformers, so small inputs exercise the same code.
+    """
     g = torch.Generator().manual_seed(seed)
     spec = backbone.spec
     if spec.modality in ("speech", "audio"):
-        return 0.1 * torch.randn(2, int(seconds * spec.sample_rate), generator=g)
+        return 0.1 * torch.randn(2, spec.sample_rate // 2, generator=g)
     if spec.modality == "image":
-        return torch.randn(2, spec.channels, size, size, generator=g)
-    return torch.randn(2, spec.channels, 2, size, size, generator=g)
-
-
-def check_frozen_interface(backbone) -> None:
-    """Frozen, eval-locked, outputs match the spec, input gets a finite non-zero gradient, weights don't move."""
-    assert backbone.num_parameters() > 1_000_000
-    assert backbone.num_parameters(trainable_only=True) == 0
-    backbone.train()
-    assert all(not m.training for m in backbone.children()), "frozen submodules must stay in eval mode"
-    before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    program = torch.nn.Parameter(torch.zeros_like(example_input(backbone)))
-    opt = torch.optim.SGD([program], lr=0.1)
-    out = backbone(example_input(backbone) + program)
-    assert isinstance(out, BackboneOutput)
-    spec = backbone.spec
-    assert out.features.shape == (2, spec.feature_dim)
-    if spec.num_labels:
-        assert out.logits.shape == (2, spec.num_labels)
-    if spec.num_layers:
-        assert len(out.hidden_states) == spec.num_layers
-    loss = out.features.pow(2).mean() + (out.logits.logsumexp(-1).mean() if out.logits is not None else 0.0)
-    loss.backward()
-    opt.step()
-    assert program.grad is not None and torch.isfinite(program.grad).all() and program.grad.abs().sum() > 0
-    after = backbone.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen backbone's weights changed"
-    backbone.eval()
+        return torch.randn(2, spec.channels, 64, 64, generator=g)
+    return torch.randn(2, spec.channels, 2, 64, 64, generator=g)
 
 
 def test_registry_lists_offline_names():
@@ -88,9 +60,8 @@ def test_registry_lists_offline_names():
 @pytest.mark.parametrize("fixture", ["lite0", "lite0_video", "whisper", "crepe"])
 def test_frozen_interface(fixture, request):
     backbone = request.getfixturevalue(fixture)
-    check_frozen_interface(backbone)
-    if shared_check_backbone is not None:
-        shared_check_backbone(backbone)
+    assert backbone.num_parameters() > 1_000_000  # the real network, not a twin
+    check_backbone(backbone, small_input(backbone))
 
 
 def test_efficientnet_names_grace_hopper(lite0):
