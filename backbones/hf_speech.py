@@ -126,6 +126,17 @@ class SpeechBackbone(Backbone):
         """Number of valid output frames for clips of ``lengths`` samples, ``(B,)``."""
         raise NotImplementedError
 
+    def min_samples(self) -> int:  # pragma: no cover - abstract
+        """Shortest clip (in samples) that gives one output frame."""
+        raise NotImplementedError
+
+    def _check_min_length(self, lengths: torch.Tensor) -> None:
+        if int(lengths.min()) < self.min_samples():
+            raise ValueError(
+                f"{self.name}: a clip of {int(lengths.min())} samples is too short for one output frame; "
+                f"use clips of at least {self.min_samples()} samples at {self.spec.sample_rate} Hz"
+            )
+
     def _frame_mask(self, lengths: torch.Tensor, frames: int, full: bool) -> torch.Tensor | None:
         if full:
             return None
@@ -160,6 +171,13 @@ class Wav2Vec2StyleBackbone(SpeechBackbone):
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.model._get_feat_extract_output_lengths(lengths).long()
 
+    def min_samples(self) -> int:
+        """Receptive field of the conv front end (400 samples for the standard 7-layer stack)."""
+        n, config = 1, self.model.config
+        for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride, strict=True))):
+            n = (n - 1) * stride + kernel
+        return n
+
     def normalize(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The feature extractor's per-clip zero-mean/unit-variance over valid samples; padding set to 0.
 
@@ -186,6 +204,7 @@ class Wav2Vec2StyleBackbone(SpeechBackbone):
         full_lengths = lengths is None
         lengths = _check_wave(wave, lengths)
         full = full_lengths or bool((lengths == wave.shape[1]).all())
+        self._check_min_length(lengths)
         x = self.normalize(wave, lengths) if self.do_normalize else wave
         sample_mask = None
         if self.pass_attention_mask and not full:
@@ -277,6 +296,10 @@ class WhisperEncoderBackbone(SpeechBackbone):
         self.spec = self._make_spec(feature_extractor.sampling_rate)
         self.freeze()
 
+    def min_samples(self) -> int:
+        """One mel frame, and more than half an FFT window for the centred STFT's reflect padding."""
+        return max(self.frontend.hop_length, self.frontend.n_fft // 2 + 1)
+
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         mel = self.frontend.num_frames(lengths)
         return torch.div(mel - 1, 2, rounding_mode="floor") + 1  # conv2: kernel 3, stride 2, padding 1
@@ -308,6 +331,7 @@ class WhisperEncoderBackbone(SpeechBackbone):
         full_lengths = lengths is None
         lengths = _check_wave(wave, lengths)
         full = full_lengths or bool((lengths == wave.shape[1]).all())
+        self._check_min_length(lengths)
         mel = self.frontend(wave, None if full else lengths)  # (B, n_mels, T_mel)
         h = self.embed(mel)  # (B, T, D)
         mask = self._frame_mask(lengths, h.shape[1], full)

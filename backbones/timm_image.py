@@ -33,9 +33,13 @@ def timm_spec(model: nn.Module) -> InputSpec:
     from timm.data import resolve_data_config
 
     cfg = resolve_data_config({}, model=model)
+    shape = tuple(int(s) for s in cfg["input_size"])
+    built = getattr(getattr(model, "patch_embed", None), "img_size", None)  # fixed-size nets: what was built wins
+    if built is not None and tuple(built) != shape[1:]:
+        shape = (shape[0], *(int(s) for s in built))  # e.g. create_model(..., img_size=96)
     return InputSpec(
         modality="image",
-        shape=tuple(int(s) for s in cfg["input_size"]),
+        shape=shape,
         mean=tuple(float(m) for m in cfg["mean"]),
         std=tuple(float(s) for s in cfg["std"]),
         label_names=timm_label_names(model),

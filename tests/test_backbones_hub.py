@@ -160,6 +160,9 @@ def test_timm_random_and_local_checkpoint(tmp_path):
     loaded = backbones.create("timm:test_vit", checkpoint=tmp_path / "vit.safetensors")
     assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in state.items())
     assert loaded.spec == random_vit.spec and loaded.spec.num_labels == 1000
+    small = backbones.create("timm:test_vit", pretrained=False, img_size=64)  # the built size wins over the cfg
+    assert small.spec.shape == (3, 64, 64)
+    check_output_shapes(small, small(torch.randn(1, *small.spec.shape)), 1)
     with pytest.raises(KeyError, match="pretrained tag"):
         backbones.create("timm:resnet50.no_such_tag")
     with pytest.raises(KeyError, match="no model"):

@@ -197,3 +197,14 @@ def test_video_features_feed_the_classifier():
     out = backbone(x)
     assert torch.allclose(backbone.model.fc(out.features), out.logits, atol=1e-5)
     assert backbone.spec.label_names[0] == "abseiling" and backbone.spec.frames == 4
+
+
+@pytest.mark.parametrize("name", ["tiny:hubert", "tiny:whisper"])
+def test_speech_minimum_clip_length(name):
+    backbone = twin(name)
+    shortest = backbone.min_samples()
+    assert backbone(torch.zeros(1, shortest)).hidden_states[-1].shape[1] == 1
+    with pytest.raises(ValueError, match="too short"):
+        backbone(torch.zeros(1, shortest - 1))
+    with pytest.raises(ValueError, match="lengths"):
+        backbone(torch.zeros(2, shortest), lengths=torch.tensor([shortest, shortest + 1]))
