@@ -141,7 +141,9 @@ def test_benchmark_main_runs_on_a_tiny_corpus(tmp_path, capsys):
     assert bench.main(argv + [a for t in tiny for a in ("--synthetic", t)]) == 0
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert {(r["dataset"], r["classifier"]) for r in rows} == {
-        (f"synthetic/{t}", c) for t in ("call_type", "caller_id", "presence") for c in ("logreg", "random_forest")
+        (f"synthetic/{t}", c)
+        for t in ("call_type", "caller_id", "caller_id_cross_recorder", "presence")
+        for c in ("logreg", "random_forest")
     }
     assert all(0 <= r["balanced_accuracy_mean"] <= 1 for r in rows)
     assert "synthetic/caller_id" in capsys.readouterr().out

@@ -57,6 +57,10 @@ SYNTHETIC_TASKS: dict[str, SyntheticTask] = {
     "call_type": SyntheticTask("call_type", "manifest.csv", "call_type", ("recorder", "pair"), "grouped"),
     # a female is heard by her home recorder and one neighbour: identify her across her own calls
     "caller_id": SyntheticTask("caller_id", "caller_id.csv", "individual", ("recorder", "pair"), "stratified"),
+    # the harder protocol: identify her at a recorder whose channel and background none of her training calls had
+    "caller_id_cross_recorder": SyntheticTask(
+        "caller_id_cross_recorder", "caller_id.csv", "individual", ("recorder", "pair"), "grouped"
+    ),
     "presence": SyntheticTask("presence", "manifest.csv", "presence", ("recorder", "pair"), "grouped"),
 }
 

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 #: Bump when the generator's output for a given config changes, so cached corpora are regenerated.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,10 @@ class SyntheticConfig:
         duets_per_individual: duet clips per pair (great call overlapped with male phrases).
         male_calls_per_individual: male-only phrase clips per male.
         noise_clips_per_recorder: background-only clips per recorder (call type ``noise``, presence ``none``).
-        home_recorder_fraction: probability that a pair's clip is recorded at the pair's home recorder
-            (otherwise at the neighbouring one), so recorder is partly, not fully, informative of the caller.
+        home_recorder_fraction: share of each pair's clips (per call type, rounded) recorded at the pair's home
+            recorder; the rest are heard by the neighbouring recorder. Recorder is then partly, not fully,
+            informative of the caller (as for territorial gibbons), and every caller is heard by two recorders,
+            so caller ID can also be tested across recorders (leave-one-recorder-out).
         snr_db: mean signal-to-background ratio in dB, measured after the recorder's filter over the call's
             extent (first to last sample of the gibbon signal).
         snr_jitter_db: per-clip SNR is drawn uniformly from ``snr_db +- snr_jitter_db``.
@@ -59,7 +61,7 @@ class SyntheticConfig:
     duets_per_individual: int = 3
     male_calls_per_individual: int = 3
     noise_clips_per_recorder: int = 6
-    home_recorder_fraction: float = 0.75
+    home_recorder_fraction: float = 2 / 3
     snr_db: float = 0.0
     snr_jitter_db: float = 4.0
     individual_spread: float = 1.0
@@ -100,7 +102,7 @@ class SyntheticConfig:
         )
         need(self.sample_rate >= 8000, "sample_rate", "use at least 8000 Hz (harmonics reach 4 kHz)")
         need(self.clip_s >= 4.0, "clip_s", "use clips of at least 4.0 s so a whole great call fits")
-        need(0.0 <= self.home_recorder_fraction <= 1.0, "home_recorder_fraction", "use a probability in [0, 1]")
+        need(0.0 <= self.home_recorder_fraction <= 1.0, "home_recorder_fraction", "use a share in [0, 1]")
         for key in ("snr_jitter_db", "individual_spread", "call_jitter", "note_jitter", "distractor_rate_hz"):
             need(math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, key, "use a finite value >= 0")
         for key in ("snr_db", "male_to_female_db", "level_dbfs", "level_jitter_db"):

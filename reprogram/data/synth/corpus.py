@@ -92,7 +92,6 @@ def plan_corpus(config: SyntheticConfig) -> CorpusPlan:
     recorders = tuple(
         bgm.sample_recorder(f"R{r + 1}", config.sample_rate, _rng(config, 1, r)) for r in range(config.n_recorders)
     )
-    where = _rng(config, 2)
     clips: list[ClipPlan] = []
     per_pair = [
         ("female", config.female_calls_per_individual),
@@ -101,10 +100,11 @@ def plan_corpus(config: SyntheticConfig) -> CorpusPlan:
     ]
     for pair in range(config.n_individuals):
         home = pair % config.n_recorders  # pairs spread over recorders; each recorder hears several pairs
+        neighbour = (home + 1) % config.n_recorders
         for call_type, count in per_pair:
-            for _ in range(count):
-                away = where.uniform() >= config.home_recorder_fraction
-                clips.append(ClipPlan(len(clips), call_type, pair, (home + away) % config.n_recorders))
+            n_home = int(np.floor(config.home_recorder_fraction * count + 0.5))  # exact shares, no draw
+            for k in range(count):
+                clips.append(ClipPlan(len(clips), call_type, pair, home if k < n_home else neighbour))
     for r in range(config.n_recorders):
         for _ in range(config.noise_clips_per_recorder):
             clips.append(ClipPlan(len(clips), "noise", None, r))
