@@ -13,7 +13,7 @@ name                what                                                        
 ``deep_prompt``     per-layer (deep / prefix-style) prompts + head                             prompt length
 ``adaption``        attention prompting, zero-initialised gate (LLaMA-Adapter) + head          prompt length
 ``finetune``        full fine-tuning + head (the upper reference)                              (none)
-``linear_probe``    linear head on the frozen last hidden state                                (none)
+``linear_probe``    logistic regression on a cached hidden state (``options.layer``; C on val)  (none)
 ``weighted_probe``  SUPERB weighted sum of all hidden states + linear head                     (none)
 ``attentive_probe`` attentive pooling of the last hidden state + linear head                   (none)
 ``mfcc``            MFCC (+ deltas) statistics + logistic regression / random forest          (none)
@@ -25,10 +25,10 @@ name                what                                                        
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import numpy as np
 from torch import nn
 
 from reprogram.config import ExperimentConfig
@@ -54,9 +54,8 @@ class Built:
         sample_rate: the rate the data must be read at.
         modality: the source modality (``image``, ``video``, ``speech``, ``audio``; ``features`` for MFCC).
         components: trainable-parameter counts per component (measured), plus budget details.
-        estimator: a scikit-learn style estimator ``fit(features, y)`` / ``predict_proba(features)`` with a
-            ``featurize(waves (M, N), sample_rate) -> (M, D)`` function in ``featurize``; ``None`` for models.
-        featurize: see ``estimator``.
+        features: a :class:`FeatureMethod` (features computed once, then a classifier fitted on train and
+            selected on val) for methods without a torch model; ``None`` otherwise.
         label_names: the backbone's source label names (for label-mapping figures).
     """
 
@@ -64,9 +63,85 @@ class Built:
     sample_rate: int
     modality: str
     components: dict = field(default_factory=dict)
-    estimator: Any = None
-    featurize: Callable | None = None
+    features: FeatureMethod | None = None
     label_names: tuple[str, ...] = ()
+
+
+class FeatureMethod:
+    """A method that computes each clip's features once and fits a classifier on them (nothing upstream trains).
+
+    Subclasses implement :meth:`featurize` and :meth:`fit`; after ``fit``, :attr:`classes_` holds the target
+    indices seen in training and :meth:`predict_proba` gives ``(M, len(classes_))`` probabilities.
+    """
+
+    classes_: np.ndarray
+    selection: dict
+
+    def featurize(self, dataset) -> np.ndarray:  # pragma: no cover - abstract
+        """``(M, D)`` features of a dataset of ``(wave, target, ...)`` items."""
+        raise NotImplementedError
+
+    def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> FeatureMethod:
+        """Fit on train; any hyper-parameter is chosen on val only."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(x)
+
+    def num_parameters(self) -> int:
+        """Fitted parameters: coefficients + intercepts of a linear model, or tree nodes of a forest."""
+        final = self.model.steps[-1][1] if hasattr(self.model, "steps") else self.model
+        if hasattr(final, "coef_"):
+            return int(final.coef_.size + np.size(getattr(final, "intercept_", 0)))
+        return int(sum(t.tree_.node_count for t in getattr(final, "estimators_", [])))
+
+
+class MfccFeatures(FeatureMethod):
+    """MFCC (+ deltas) clip statistics (:mod:`reprogram.baselines.mfcc`) with a class-balanced classifier."""
+
+    def __init__(self, classifier: str, seed: int, **feature_options) -> None:
+        from reprogram.baselines.mfcc import make_classifier
+
+        self.model = make_classifier(classifier, seed=seed)
+        self.feature_options = feature_options
+        self.selection = {}
+
+    def featurize(self, dataset) -> np.ndarray:
+        from reprogram.baselines.mfcc import mfcc_features
+
+        waves = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])  # (M, N)
+        return mfcc_features(waves, dataset.sample_rate, **self.feature_options)
+
+    def fit(self, x_train, y_train, x_val, y_val) -> MfccFeatures:
+        self.model.fit(x_train, y_train)
+        self.classes_ = self.model.classes_
+        return self
+
+
+class ProbeFeatures(FeatureMethod):
+    """Linear probe: logistic regression on one cached hidden state of a frozen speech encoder
+    (:mod:`reprogram.probes`), its regularisation chosen on the validation split."""
+
+    def __init__(self, backbone, layer: int, seed: int, cs: Sequence[float] | None = None) -> None:
+        self.backbone, self.layer, self.seed, self.cs = backbone, layer, seed, cs
+        self.selection = {}
+
+    def featurize(self, dataset) -> np.ndarray:
+        from reprogram.probes import pooled_features
+
+        return pooled_features(self.backbone, dataset)[:, self.layer].numpy()  # (M, L, D) -> (M, D)
+
+    def fit(self, x_train, y_train, x_val, y_val) -> ProbeFeatures:
+        from reprogram.probes import DEFAULT_CS, fit_linear_probe
+
+        x = np.concatenate([x_train, x_val])
+        y = np.concatenate([y_train, y_val])
+        n = len(x_train)
+        result = fit_linear_probe(x, y, range(n), range(n, len(x)), cs=self.cs or DEFAULT_CS, seed=self.seed)
+        self.model = result.model
+        self.classes_ = self.model.classes_
+        self.selection = {"C": result.C, "val_balanced_accuracy_by_C": {str(k): v for k, v in result.val_by_C.items()}}
+        return self
 
 
 Builder = Callable[[ExperimentConfig, list], Built]
@@ -110,8 +185,10 @@ def _head(config: ExperimentConfig, backbone, num_classes: int, kind: str, optio
 
     spec = backbone.spec
     if spec.num_layers == 0:
-        raise ValueError(f"head {kind!r} needs a speech backbone with hidden states; {config.backbone.name!r} "
-                         f"is a {spec.modality} model. Fix: use method.name=program with a label mapper")
+        raise ValueError(
+            f"head {kind!r} needs a speech backbone with hidden states; {config.backbone.name!r} "
+            f"is a {spec.modality} model. Fix: use method.name=program with a label mapper"
+        )
     return build_head(kind, spec.num_layers, spec.feature_dim, num_classes, **options)
 
 
@@ -189,26 +266,48 @@ def probe_builder(head: str) -> Builder:
 
 
 def build_mfcc(config: ExperimentConfig, classes: list) -> Built:
-    """MFCC (+ deltas) statistics with ``options.classifier`` (``logreg`` | ``random_forest``); no backbone."""
-    from functools import partial
+    """MFCC (+ deltas) statistics with ``options.classifier`` (``logreg`` | ``random_forest``); no backbone.
 
-    from reprogram.baselines.mfcc import make_classifier, mfcc_features
-
+    Other options go to :func:`reprogram.baselines.mfcc.mfcc_features` (``n_mfcc``, ``deltas`` ...).
+    """
     opts = dict(config.method.options)
     classifier = opts.pop("classifier", "logreg")
     if config.method.budget is not None:
         raise ValueError("the MFCC baseline has no budget knob; set method.budget=null")
     rate = int(config.data.sample_rate or DEFAULT_SAMPLE_RATE)
-    estimator = make_classifier(classifier, seed=config.seed)
-    featurize = partial(mfcc_features, **opts)
-    return Built(None, rate, "features", {"total": 0}, estimator=estimator, featurize=featurize)
+    return Built(None, rate, "features", {}, features=MfccFeatures(classifier, config.seed, **opts))
+
+
+def build_linear_probe(config: ExperimentConfig, classes: list) -> Built:
+    """Linear probe on cached features of hidden state ``options.layer`` (default -1, the last); ``options.cs``
+    lists the candidate inverse regularisation strengths (chosen on validation)."""
+    opts = dict(config.method.options)
+    layer, cs = int(opts.pop("layer", -1)), opts.pop("cs", None)
+    if opts or config.method.budget is not None:
+        raise ValueError(
+            f"linear_probe takes options layer and cs only and no budget; got {sorted(opts)}, "
+            f"budget={config.method.budget}"
+        )
+    backbone = _backbone(config)
+    if backbone.spec.num_layers == 0:
+        raise ValueError(
+            f"linear_probe needs a speech backbone with hidden states; {config.backbone.name!r} is a "
+            f"{backbone.spec.modality} model"
+        )
+    return Built(
+        None,
+        _rate(config, backbone),
+        backbone.spec.modality,
+        {},
+        features=ProbeFeatures(backbone, layer, config.seed, cs),
+    )
 
 
 # Registration lines: one per method.
 METHODS.register("program", build_program)
 for _name in ("lora", "dora", "ia3", "prompt", "deep_prompt", "adaption", "finetune"):
     METHODS.register(_name, peft_builder(_name))
-METHODS.register("linear_probe", probe_builder("linear"))
+METHODS.register("linear_probe", build_linear_probe)
 METHODS.register("weighted_probe", probe_builder("weighted_sum"))
 METHODS.register("attentive_probe", probe_builder("attentive"))
 METHODS.register("mfcc", build_mfcc)

@@ -1,7 +1,8 @@
 """``reprogram run CONFIG [--set k=v ...] --out DIR [--test-data PATH]``: one experiment, one result file.
 
 A run resolves its config, loads the data and its split, builds the method through ``METHODS``, trains it
-with the one training loop (or fits the estimator), selects on validation, evaluates on train / val / test
+with the one training loop (feature methods: fits a classifier on features computed once), selects on
+validation, evaluates on train / val / test
 (and ``external`` with ``--test-data``) and writes ``DIR/runs/<run id>/result.json`` atomically, next to
 ``config.yaml``, ``trainable.safetensors`` (selected trainable state), ``checkpoint/`` (per-epoch state to
 resume from) and, for programs, ``program.safetensors`` (an example input before and after training).
@@ -123,7 +124,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool
     folder = run_dir(out_dir, rid)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(config, folder / "config.yaml")
-    from reprogram.methods import build
+    from reprogram.methods import NO_BACKBONE, build
 
     with measure(config.training.device) as usage:
         seed_everything(config.seed)
@@ -140,14 +141,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool
         if built.model is not None:
             fitted = _train_model(config, built, parts["train"], eval_sets, classes, positive, folder, progress, cache)
         else:
-            fitted = _fit_estimator(built, eval_sets, classes, positive)
+            fitted = _fit_features(built, eval_sets, classes, positive)
     result = {
         "schema": SCHEMA_VERSION,
         "run_id": rid,
         "name": config.name,
         "method": config.method.name,
         "budget": config.method.budget,
-        "backbone": config.backbone.name if built.model is not None else None,
+        "backbone": None if config.method.name in NO_BACKBONE else config.backbone.name,
         "modality": built.modality,
         "task": config.task.label_column,
         "detection": config.task.detection,
@@ -272,41 +273,30 @@ def _label_mapping(model, classes: list[str], label_names: tuple[str, ...], top:
     }
 
 
-def _fit_estimator(built, eval_sets: dict, classes: list[str], positive: int | None) -> dict:
-    """Fit a feature + scikit-learn method on the train split; scores are log-probabilities."""
-
-    def features(ds):
-        waves = np.stack([ds[i][0].numpy() for i in range(len(ds))])  # (M, N)
-        return built.featurize(waves, ds.sample_rate), np.asarray(ds.targets)
-
-    x_train, y_train = features(eval_sets["train"])
-    estimator = built.estimator.fit(x_train, y_train)
+def _fit_features(built, eval_sets: dict, classes: list[str], positive: int | None) -> dict:
+    """Featurize every split once, fit on train (selecting on val), score every split; scores are log-probabilities."""
+    method = built.features
+    data = {name: (method.featurize(ds), np.asarray(ds.targets)) for name, ds in eval_sets.items()}
+    method.fit(*data["train"], *data["val"])
     metrics, predictions = {}, {}
-    for name, ds in eval_sets.items():
-        x, y = (x_train, y_train) if name == "train" else features(ds)
+    for name, (x, y) in data.items():
         proba = np.zeros((len(y), len(classes)))
-        proba[:, estimator.classes_] = estimator.predict_proba(x)
+        proba[:, method.classes_] = method.predict_proba(x)
         scores = np.log(proba + 1e-12)
         metrics[name] = classification_metrics(y, scores, classes, positive)
         predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist()}
-    n = _estimator_size(estimator)
+    n = method.num_parameters()
     return {
-        "params": {"trainable": n, "total": n, "components": {"classifier": n, "features": int(x_train.shape[1])}},
+        "params": {
+            "trainable": n,
+            "total": n,
+            "components": {"classifier": n, "features": int(data["train"][0].shape[1])},
+        },
         "metrics": metrics,
-        "training": None,
+        "training": {"selection": method.selection},
         "label_mapping": None,
         "predictions": predictions,
     }
-
-
-def _estimator_size(estimator) -> int:
-    """Fitted parameters: coefficients + intercepts of a linear model, or tree nodes of a forest."""
-    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    if hasattr(final, "coef_"):
-        return int(final.coef_.size + np.size(getattr(final, "intercept_", 0)))
-    if hasattr(final, "estimators_"):
-        return int(sum(t.tree_.node_count for t in final.estimators_))
-    return 0
 
 
 # --------------------------------------------------------------------------------------------------
