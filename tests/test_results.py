@@ -1,0 +1,124 @@
+"""Result files: atomic writes, provenance, tidy rows, corrupt files reported; the runner end to end (MFCC)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from reprogram.config import load_config, run_id
+from reprogram.results import (
+    CorruptResultError,
+    environment,
+    read_result,
+    read_results,
+    result_path,
+    tidy_rows,
+    write_result,
+)
+from reprogram.runner import run_experiment
+
+MFCC = ["data.path=synthetic", "data.clip_seconds=1.0", "task.label_column=call_type", "task.group_column=recorder",
+        "method.name=mfcc"]
+
+
+@pytest.fixture(scope="module")
+def mfcc_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    config = load_config(None, MFCC)
+    return out, config, run_experiment(config, out)
+
+
+def test_runner_writes_a_complete_result(mfcc_run):
+    out, config, result = mfcc_run
+    path = result_path(out, run_id(config))
+    assert path.is_file() and not list(path.parent.glob(".*.tmp"))
+    saved = read_result(path)
+    assert saved["run_id"] == run_id(config) and saved["config"]["method"]["name"] == "mfcc"
+    assert saved["seed"] == 0 and saved["fold"] == 0 and saved["task"] == "call_type" and saved["backbone"] is None
+    assert set(saved["metrics"]) == {"train", "val", "test"}
+    test = saved["metrics"]["test"]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "per_class_recall", "confusion_matrix"):
+        assert key in test
+    assert sum(map(sum, test["confusion_matrix"])) == test["n"] == saved["split"]["sizes"]["test"]
+    assert saved["params"]["trainable"] == saved["params"]["total"] > 0
+    assert saved["wall_time_s"] > 0 and saved["peak_memory_mb"]["rss"] > 0
+    env = saved["environment"]
+    assert env["packages"]["torch"] and env["packages"]["scikit-learn"] and env["git_commit"]
+    assert len(saved["predictions"]["test"]["scores"]) == test["n"]
+    # the split is grouped: no recorder in two parts
+    groups = [set(saved["split"]["groups"][p].split(",")) for p in ("train", "val", "test")]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+
+
+def test_completed_run_is_skipped(mfcc_run):
+    out, config, result = mfcc_run
+    path = result_path(out, run_id(config))
+    before = path.stat().st_mtime_ns
+    assert run_experiment(config, out) == result
+    assert path.stat().st_mtime_ns == before
+
+
+def test_corrupt_result_is_reported_never_overwritten(mfcc_run, tmp_path):
+    out, config, result = mfcc_run
+    folder = tmp_path / "copy"
+    path = result_path(folder, result["run_id"])
+    path.parent.mkdir(parents=True)
+    path.write_text('{"run_id": "truncated...')
+    with pytest.raises(CorruptResultError, match=str(path)):
+        read_results(folder)
+    with pytest.raises(CorruptResultError, match="delete it to recompute"):
+        run_experiment(config, folder)
+    assert path.read_text() == '{"run_id": "truncated...'
+    path.write_text(json.dumps({"run_id": "x"}))
+    with pytest.raises(CorruptResultError, match="lacks"):
+        read_result(path)
+
+
+def test_tidy_rows(mfcc_run):
+    out, _, result = mfcc_run
+    rows = tidy_rows(read_results(out))
+    bal = [r for r in rows if r["split"] == "test" and r["metric"] == "balanced_accuracy"]
+    assert len(bal) == 1 and bal[0]["value"] == result["metrics"]["test"]["balanced_accuracy"]
+    assert bal[0]["method"] == "mfcc" and bal[0]["variant"] == "" and bal[0]["seed"] == 0
+    assert any(r["metric"].startswith("recall[") for r in rows)
+
+
+def test_external_test_set_and_detection(mfcc_run, tmp_path):
+    """Train and select on the corpus, report on another table; a presence task adds ROC-AUC and AP."""
+    out, config, result = mfcc_run
+    from reprogram.runner import load_data
+
+    table = load_data(None, config)
+    external = tmp_path / "external.csv"
+    with external.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "call_type", "presence", "recorder"])
+        noise = [r for r in table.records if r.label == "noise"][:4]
+        calls = [r for r in table.records if r.label != "noise"][:8]
+        for rec in noise + calls:
+            writer.writerow([rec.path, rec.label, "none" if rec.label == "noise" else "gibbon", rec.groups["recorder"]])
+    cfg = load_config(None, MFCC + [f"data.test_path={external}"])
+    res = run_experiment(cfg, tmp_path / "ext")
+    assert res["metrics"]["external"]["n"] == 12 and res["split"]["sizes"]["external"] == 12
+    assert run_id(cfg) != run_id(config)
+
+    det = load_config(None, MFCC + ["task.label_column=presence", "task.detection=true",
+                                    "task.positive_label=gibbon", f"data.test_path={external}"])
+    res = run_experiment(det, tmp_path / "det")
+    for split in ("val", "test", "external"):
+        assert 0 <= res["metrics"][split]["roc_auc"] <= 1 and 0 <= res["metrics"][split]["average_precision"] <= 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"path,call_type,recorder\n{table.records[0].path},hoot,R1\n")
+    with pytest.raises(ValueError, match="hoot"):
+        run_experiment(load_config(None, MFCC + [f"data.test_path={bad}"]), tmp_path / "bad")
+
+
+def test_write_result_is_atomic_and_environment(tmp_path):
+    result = {"schema": 1, "run_id": "abc", "config": {}, "method": "m", "backbone": None, "modality": "x",
+              "task": "t", "seed": 0, "fold": 0, "params": {}, "metrics": {}, "wall_time_s": 1.0,
+              "peak_memory_mb": {}, "environment": environment()}
+    path = write_result(tmp_path, result)
+    assert read_result(path) == result and [p.name for p in path.parent.iterdir()] == ["result.json"]
+    assert result["environment"]["git_commit"] != ""
