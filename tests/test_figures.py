@@ -1,0 +1,92 @@
+"""Every figure and table is written, non-empty, from result files the test writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from figures.cli import make_figures
+from figures.tables import table_rows
+from reprogram.cli import main as cli_main
+from reprogram.config import load_config, run_id, to_dict
+from reprogram.results import SCHEMA_VERSION, environment, read_results, run_dir, write_result
+
+CLASSES = ["duet", "female", "male", "noise"]
+
+
+def _result(out, method, budget, backbone, modality, seed, fold, acc, options=None, mapping=None):
+    overrides = [f"method.name={method}", f"backbone.name={backbone}", f"seed={seed}", "split.kind=kfold",
+                 f"split.fold={fold}"] + ([f"method.budget={budget}"] if budget is not None else [])
+    config = load_config(None, overrides + [f"method.options.{k}={v}" for k, v in (options or {}).items()])
+    rng = np.random.default_rng(seed * 10 + fold)
+    cm = np.diag(rng.integers(3, 8, 4)) + rng.integers(0, 2, (4, 4))
+    recall = np.diag(cm) / cm.sum(1)
+    metrics = {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc - 0.02, "n": int(cm.sum()),
+               "per_class_recall": dict(zip(CLASSES, recall.tolist(), strict=True)),
+               "confusion_matrix": cm.tolist()}
+    result = {
+        "schema": SCHEMA_VERSION, "run_id": run_id(config), "config": to_dict(config), "method": method,
+        "budget": budget, "backbone": backbone, "modality": modality, "task": "call_type", "seed": seed,
+        "fold": fold, "classes": CLASSES, "params": {"trainable": 1000 * (budget or 1), "total": 10**6},
+        "metrics": {"val": metrics, "test": metrics}, "label_mapping": mapping, "wall_time_s": 1.0,
+        "peak_memory_mb": {"rss": 100.0, "cuda": None}, "environment": environment(),
+    }
+    write_result(out, result)
+    return result
+
+
+@pytest.fixture()
+def results_dir(tmp_path):
+    out = tmp_path / "results"
+    mapping = {"kind": "LinearMapping", "targets": CLASSES, "sources": ["tench", "goldfish", "great white shark"],
+               "source_index": [0, 1, 2], "matrix": np.random.default_rng(0).normal(size=(4, 3)).tolist()}
+    for seed in (0, 1):
+        for fold in (0, 1, 2):
+            noise = 0.01 * (seed + fold)
+            _result(out, "mfcc", None, "none", "features", seed, fold, 0.60 + noise)
+            _result(out, "lora", 8, "offline:whisper_tiny_en", "speech", seed, fold, 0.75 + noise)
+            for budget in (4, 8, 16):
+                r = _result(out, "program", budget, "offline:efficientnet_lite0", "image", seed, fold,
+                            0.55 + budget / 100 + noise, options={"transform": "pad"}, mapping=mapping)
+                if seed == 0 and fold == 0:
+                    canvas = np.random.default_rng(budget).random((3, 32, 32)).astype(np.float32)
+                    program = canvas.copy()
+                    program[:, :4] += 0.5
+                    save_file({"wave": np.zeros(800, np.float32), "input_init": canvas, "input": program,
+                               "inner_init": canvas[:, 4:-4, 4:-4].copy(), "inner": canvas[:, 4:-4, 4:-4].copy()},
+                              str(run_dir(out, r["run_id"]) / "program.safetensors"))
+            r = _result(out, "program", 2, "offline:whisper_tiny_en", "speech", seed, fold, 0.65 + noise,
+                        options={"transform": "wave_embed"})
+            if seed == 0 and fold == 0:
+                wave = np.sin(np.arange(1600, dtype=np.float32) / 10)
+                save_file({"wave": wave, "input_init": wave, "input": wave + 0.1},
+                          str(run_dir(out, r["run_id"]) / "program.safetensors"))
+    return out
+
+
+def test_every_figure_is_written(results_dir, tmp_path):
+    paths = make_figures(results_dir, tmp_path / "figs")
+    names = {p.name for p in paths}
+    for stem in ("accuracy_vs_params_call_type", "budget_ablation_call_type", "confusion_call_type_test"):
+        assert {f"{stem}.pdf", f"{stem}.png"} <= names
+    assert sum(n.startswith("label_mapping_") for n in names) == 2 * 3  # one per pad budget, pdf + png
+    assert sum(n.startswith("program_") for n in names) == 2 * 4  # three image programs, one waveform program
+    assert {"results.md", "results.tex"} <= names
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 0, p
+    md = (tmp_path / "figs" / "results.md").read_text()
+    assert "mfcc (ref)" in md and "lora" in md and "[transform=pad]" in md and "[0." in md
+    tex = (tmp_path / "figs" / "results.tex").read_text()
+    assert r"\toprule" in tex and r"\_" in tex
+
+
+def test_table_statistics_and_cli(results_dir, tmp_path, capsys):
+    rows = table_rows(read_results(results_dir))["call_type"]
+    lora = next(r for r in rows if r["method"] == "lora")
+    assert lora["mean"] == pytest.approx(0.765) and lora["n"] == 6
+    assert lora["delta"] == pytest.approx(0.15) and lora["p_wilcoxon"] == pytest.approx(2 / 2**6)
+    assert cli_main(["figures", str(results_dir), "--out", str(tmp_path / "cli")]) == 0
+    assert "results.md" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="no result files"):
+        make_figures(tmp_path / "cli")
