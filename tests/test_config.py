@@ -92,3 +92,19 @@ def test_dict_round_trip_and_keys():
     assert cfg.method.name == "lora" and cfg.method.budget == 4
     keys = valid_keys()
     assert "training.lr" in keys and "data.synthetic" in keys and "seed" in keys
+
+
+def test_example_configs_load_and_the_sweep_expands():
+    from pathlib import Path
+
+    from reprogram.sweep import expand, load_sweep
+
+    folder = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+    modalities = {}
+    for name in ("image", "video", "speech", "peft"):
+        cfg = load_config(folder / f"{name}.yaml")
+        modalities[name] = cfg.backbone.name
+    assert modalities["image"] == "offline:efficientnet_lite0" and modalities["speech"] == "offline:whisper_tiny_en"
+    configs = expand(load_sweep(folder / "sweep_example.yaml"))
+    assert len({run_id(c) for c in configs}) == len(configs) == 10 * 2 * 3
+    assert {c.method.name for c in configs} == {"program", "lora", "prompt", "linear_probe", "mfcc"}
