@@ -109,6 +109,8 @@ def test_evaluation_errors(caller_id):
         evaluate_mfcc_baseline(features, table.labels, [(range(1, n), [0])], classifier="svm")
     with pytest.raises(ValueError, match="targets"):
         evaluate_mfcc_baseline(features, table.labels[:-1], [(range(1, n), [0])])
+    with pytest.raises(ValueError, match=r"clips \[1\] have no label"):
+        evaluate_mfcc_baseline(features, [table.labels[0], None, *table.labels[2:]], [(range(2, n), [0, 1])])
     with pytest.raises(ValueError, match="no folds"):
         evaluate_mfcc_baseline(features, table.labels, [])
 

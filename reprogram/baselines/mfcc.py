@@ -173,6 +173,9 @@ def evaluate_mfcc_baseline(
     if targets is None:
         raise ValueError("targets=None needs a ClipTable; pass the M labels with precomputed features")
     y = np.asarray(list(targets), dtype=object)
+    unlabelled = [i for i, v in enumerate(y) if v is None]
+    if unlabelled:
+        raise ValueError(f"clips {unlabelled[:5]} have no label; drop unlabelled rows before evaluating")
     if features.ndim != 2 or len(features) != len(y):
         raise ValueError(f"features of shape {features.shape} do not match {len(y)} targets; give (M, D) and M labels")
     name = classifier if isinstance(classifier, str) else type(classifier).__name__
