@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("reprogram.sweep", "run a resumable grid of experiments (methods x backbones x budgets x seeds x folds)"),
     "figures": ("figures.cli", "draw every paper figure and the results table from a results folder"),
     "backbones": ("backbones.cli", "list backbones: input spec, parameters, source labels, weights on this machine"),
+    "cache": ("reprogram.cache_cli", "cache folder: size report per kind (info) and clear [--kind]"),
 }
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+import os
+from collections.abc import Mapping, MutableMapping, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +43,12 @@ class WaveformDataset(Dataset):
         cache: a mapping shared between datasets (keys :func:`cache_key`); default: a private dict.
             DataLoader workers each fill their own copy; call :meth:`preload` before creating the loader
             to decode once in the main process (forked workers then share the arrays copy-on-write).
+        cache_dir: a folder for the disk cache of decoded clips (:func:`reprogram.cache.cached_waveforms`):
+            on first use every clip of the table is decoded once (clips already in ``cache`` are reused) into
+            one memory-mapped float32 file keyed by the files' identity, the segments and the rate; later
+            datasets, runs and worker processes map it instead of decoding. ``None``: memory only.
+        cache_identity: how the disk cache identifies files: ``"stat"`` (path, size, mtime_ns) or
+            ``"content"`` (sha256 of the bytes).
     """
 
     def __init__(
@@ -53,6 +60,8 @@ class WaveformDataset(Dataset):
         classes: Sequence[str] | None = None,
         seed: int = 0,
         cache: MutableMapping[CacheKey, np.ndarray] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_identity: str = "stat",
     ) -> None:
         if crop not in CROP_POLICIES:
             raise ValueError(f"crop={crop!r} unknown; use one of {CROP_POLICIES}")
@@ -74,6 +83,9 @@ class WaveformDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.cache: MutableMapping[CacheKey, np.ndarray] = {} if cache is None else cache
+        self.cache_dir = cache_dir
+        self.cache_identity = cache_identity
+        self._packed: Mapping[CacheKey, np.ndarray] | None = None  # the disk cache, mapped on first use
 
     def __len__(self) -> int:
         return len(self.table)
@@ -86,6 +98,13 @@ class WaveformDataset(Dataset):
         """The whole decoded clip at the dataset's rate, shape ``(M,)`` (decoded on first use, then cached)."""
         rec = self.table[index]
         key = cache_key(rec, self.sample_rate)
+        if self.cache_dir is not None:
+            if self._packed is None:
+                from reprogram.cache.waveforms import cached_waveforms
+
+                self._packed = cached_waveforms(self.table, self.sample_rate, self.cache_dir,
+                                                self.cache_identity, decoded=self.cache)
+            return self._packed[key]
         wave = self.cache.get(key)
         if wave is None:
             wave, _ = load_audio(rec.path, self.sample_rate, rec.start_s, rec.end_s)
@@ -93,9 +112,34 @@ class WaveformDataset(Dataset):
         return wave
 
     def preload(self) -> None:
-        """Decode every clip now (e.g. before timing a training run)."""
+        """Decode every clip now (e.g. before timing a training run, or before forking DataLoader workers)."""
+        if self.cache_dir is not None:
+            if len(self):
+                self.waveform(0)  # maps (or builds) the whole table's disk cache
+            return
         for i in range(len(self)):
             self.waveform(i)
+
+    @property
+    def in_memory(self) -> bool:
+        """True when every clip is served from memory or the mapped disk cache, i.e. nothing is left to decode."""
+        if self._packed is not None:
+            return True
+        return all(cache_key(rec, self.sample_rate) in self.cache for rec in self.table)
+
+    def cache_key_parts(self) -> dict:
+        """What this dataset's items depend on, for keys of caches built from it (features, activations).
+
+        Raises:
+            ValueError: under ``crop="random"``, whose items change every epoch and must not be cached.
+        """
+        if self.crop == "random" and self.num_samples is not None:
+            raise ValueError("a crop='random' dataset draws new crops every epoch, so its outputs cannot be cached; "
+                             "cache features of a crop='center' (or 'start') dataset of the same table")
+        from reprogram.cache.keys import table_identity
+
+        return {"table": table_identity(self.table, self.cache_identity), "sample_rate": self.sample_rate,
+                "clip_seconds": self.clip_seconds, "crop": self.crop}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         wave = self.waveform(index)  # (M,)
