@@ -278,3 +278,30 @@ def test_batches_group_equal_lengths_and_cover_every_clip():
             assert row.shape[0] == lengths[i] and bool((row == i).all())
         seen.extend(index)
     assert sorted(seen) == list(range(len(lengths)))
+
+
+def test_cache_benchmark_runs_on_a_few_clips(tmp_path, capsys):
+    import importlib.util
+
+    folder = tmp_path / "danum-gibbon"
+    folder.mkdir()
+    for i in range(4):
+        write_tone(folder / f"c{i}.wav", 1.0, 300.0 + 100 * i)
+    (folder / "manifest.csv").write_text("path,label,recorder\n" + "".join(
+        f"c{i}.wav,{'ab'[i % 2]},S{i % 2}\n" for i in range(4)))
+    spec = importlib.util.spec_from_file_location("bench_cache", os.path.join(os.path.dirname(__file__), "..",
+                                                                              "benchmarks", "cache.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "r.json"
+    argv = ["--data-dir", str(tmp_path), "--clip-seconds", "0.5", "--batch-size", "2", "--epochs", "1",
+            "--backbone", "tiny:whisper", "--probe-uncached-epochs", "1", "--probe-cached-epochs", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["clips"] == 4 and len(result["data_path"]["disk_mmap"]) == 1 and result["probe_ratio"] > 0
+    assert "ratio cached / uncached" in capsys.readouterr().out
+    report = cache_size_report(tmp_path / "cache")["kinds"]
+    assert report["waveforms"]["entries"] == 1 and report["features"]["entries"] == 1
+    assert bench.main(["--data-dir", str(tmp_path / "absent")]) == 0
+    assert "skipped" in capsys.readouterr().out
