@@ -1,0 +1,61 @@
+"""``reprogram run`` with a trainable method on a tiny backbone: files written, fitted mapper checkpointed,
+a run whose result was lost resumes from its checkpoint to the same metrics."""
+
+from __future__ import annotations
+
+import json
+
+from safetensors.torch import load_file
+
+from reprogram.config import load_config, run_id
+from reprogram.results import result_path, run_dir
+from reprogram.runner import main, run_experiment
+
+OVERRIDES = ["data.path=synthetic", "data.clip_seconds=0.5", "data.sample_rate=8000", "method.name=program",
+             "method.budget=2", "method.options.transform=pad", "method.options.mapper=flm", "backbone.name=tiny:vit",
+             "training.epochs=2", "training.batch_size=32", "training.lr=0.05"]
+
+
+def test_program_run_files_and_resume(tmp_path):
+    config = load_config(None, OVERRIDES)
+    first = run_experiment(config, tmp_path)
+    folder = run_dir(tmp_path, run_id(config))
+    for name in ("result.json", "config.yaml", "trainable.safetensors", "program.safetensors"):
+        assert (folder / name).is_file(), name
+    latest = json.loads((folder / "checkpoint" / "latest.json").read_text())
+    assert latest["epoch"] == 1 and len(first["training"]["history"]) == 2
+    state = load_file(str(folder / "trainable.safetensors"))
+    assert "mapper.assignment" in state and int(state["mapper.assignment"].min()) >= 0  # the fitted FLM mapping
+    assert all(k.startswith(("transform.", "mapper.")) for k in state)  # trainable state only, no backbone weights
+    assert first["params"]["trainable"] == first["params"]["components"]["program"] > 0
+    assert first["label_mapping"]["kind"] == "FrequencyMapping" and len(first["label_mapping"]["targets"]) == 4
+    assert first["modality"] == "image" and first["backbone"] == "tiny:vit"
+
+    result_path(tmp_path, run_id(config)).unlink()  # as if killed after the last checkpoint
+    again = run_experiment(config, tmp_path)
+    assert again["training"]["resumed_from"] == 1
+    assert again["metrics"] == first["metrics"]
+
+
+def test_cli_run_with_overrides(tmp_path, capsys):
+    args = [str(_write(tmp_path)), "--out", str(tmp_path), "--set", "method.name=mfcc", "--set", "method.budget=null",
+            "--set", "method.options={}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "result:" in out and "trainable parameters" in out
+
+
+def _write(tmp_path):
+    import yaml
+
+    path = tmp_path / "exp.yaml"
+    data = {}
+    for item in OVERRIDES:
+        key, value = item.split("=", 1)
+        node = data
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(data))
+    return path
