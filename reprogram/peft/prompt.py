@@ -55,6 +55,19 @@ class PromptConfig(PeftConfig):
             raise ValueError(f"PromptConfig.init_std={self.init_std}: use a positive standard deviation")
 
 
+@dataclass
+class DeepPromptConfig(PromptConfig):
+    """Per-layer prompts (registered as ``deep_prompt`` so result tables name it)."""
+
+    method = "deep_prompt"
+    deep: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.deep:
+            raise ValueError("DeepPromptConfig.deep=False: use the 'prompt' method for input-only prompts")
+
+
 class PromptTuning(PeftMethod):
     """Learned prompts prepended to every layer's input (see module docstring).
 
@@ -143,4 +156,4 @@ def build(backbone: Backbone, **options) -> PromptTuning:
 
 def build_deep(backbone: Backbone, **options) -> PromptTuning:
     """Attach deep (per-layer) prompt tuning."""
-    return PromptTuning(backbone, PromptConfig.from_dict({"deep": True, **options}))
+    return PromptTuning(backbone, DeepPromptConfig.from_dict(options))
