@@ -71,6 +71,7 @@ class VideoProgram(InputTransform):
         h, w = first.inner_hw
         self.hop = max(1, round(w * (1.0 - overlap)))
         self.to_image = SpecToImage((h, w), spec.channels, colour)
+        self.to_strip = SpecToImage((h, w + (self.num_frames - 1) * self.hop), 1, "replicate")  # all chunks, grey
         self.normalise = Normalise(spec.mean, spec.std, channel_dim=-3)  # applied on (B, T, C, H, W)
         self.budget_doc = first.budget_doc + (" (one program shared by all frames)" if share else " (one per frame)")
         self.budget = first.budget
@@ -84,8 +85,7 @@ class VideoProgram(InputTransform):
         if self.frames_mode == "repeat":
             image = self.to_image(spec)  # (B, C, h, w)
             return image.unsqueeze(1).expand(B, T, *image.shape[1:])
-        total = w + (T - 1) * self.hop
-        strip = SpecToImage((h, total), 1, "replicate")(spec)  # (B, 1, h, total)
+        strip = self.to_strip(spec)  # (B, 1, h, w + (T-1)*hop)
         chunks = strip.unfold(-1, w, self.hop)  # (B, 1, h, T, w)
         grey = chunks.permute(0, 3, 1, 2, 4).reshape(B * T, 1, h, w)  # (B*T, 1, h, w)
         return self.to_image.map_channels(grey).reshape(B, T, -1, h, w)
