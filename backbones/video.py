@@ -87,6 +87,18 @@ class VideoBackbone(Backbone):
         self.spec = video_spec(weights, _in_width(head), frames, size)
         self.freeze()
 
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """Units of activation checkpointing (:mod:`reprogram.accel`): the residual blocks of R3D / MC3 /
+        R(2+1)D (``layer1..4``), the blocks of MViT (``blocks``), or the stages of S3D / Swin3D (``features``)."""
+        m = self.model
+        if all(hasattr(m, f"layer{i}") for i in range(1, 5)):
+            return [block for i in range(1, 5) for block in getattr(m, f"layer{i}")]
+        if isinstance(getattr(m, "blocks", None), nn.ModuleList):
+            return list(m.blocks)
+        if isinstance(getattr(m, "features", None), nn.Sequential):
+            return list(m.features)
+        raise ValueError(f"{self.name}: no known block list in {type(m).__name__}; set accel.checkpointing=false")
+
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         """Args:
             x: ``(B, 3, T, H, W)`` normalised frames.

@@ -95,6 +95,10 @@ class EfficientNetLite0(Backbone):
         )
         self.freeze()
 
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """The 16 MBConv blocks, the units of activation checkpointing (:mod:`reprogram.accel`)."""
+        return list(self.net._blocks)
+
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         """Args:
             x: ``(B, 3, H, W)`` normalised pixels.

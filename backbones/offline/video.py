@@ -139,6 +139,10 @@ class EfficientNetLite0Video(Backbone):
         )
         self.freeze()
 
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """The 16 inflated MBConv blocks, the units of activation checkpointing (:mod:`reprogram.accel`)."""
+        return list(self.net._blocks)
+
     def forward(self, x: torch.Tensor) -> BackboneOutput:
         """Args:
             x: ``(B, 3, T, H, W)`` normalised frames.
