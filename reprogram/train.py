@@ -61,6 +61,15 @@ class TrainResult:
     state: dict = field(default_factory=dict, repr=False)
 
 
+def _to_device(model: nn.Module, device: str) -> None:
+    """Move ``model`` to ``device`` unless every tensor is already there (then ``.to`` is skipped entirely)."""
+    target = torch.device(device)
+    tensors = list(model.parameters()) + list(model.buffers())
+    if any(t.device.type != target.type or (target.index is not None and t.device.index != target.index)
+           for t in tensors):
+        model.to(target)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA) global generators."""
     random.seed(seed)
@@ -224,7 +233,7 @@ def train(
         progress: show tqdm bars; ``None`` shows them only when stderr is a terminal.
     """
     device = config.device
-    model.to(device)
+    _to_device(model, device)
     state = TrainableState(model)
     seed_everything(epoch_seed(seed, -1))
     optimizer = make_optimizer(model, config)
