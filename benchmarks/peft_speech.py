@@ -61,8 +61,10 @@ METHODS = {
     "deep_prompt_p4": ("deep_prompt", {"length": 4}, 3e-3),
     "deep_prompt_p16": ("deep_prompt", {"length": 16}, 3e-3),
     "adaption": ("adaption", {"length": 10}, 3e-3),
+    "finetune": ("finetune", {}, 1e-4),  # the upper reference; not in the default list (CPU budget)
 }
 PROBES = ("linear_probe", "per_layer_probe", "weighted_sum_probe")
+DEFAULT_METHODS = [*PROBES, *(m for m in METHODS if m != "finetune")]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backbone", default="offline:whisper_tiny_en")
     p.add_argument("--data-root", default=os.environ.get("REPROGRAM_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--methods", nargs="+", default=list(PROBES) + list(METHODS), choices=list(PROBES) + list(METHODS))
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(PROBES) + list(METHODS))
     p.add_argument("--folds", type=int, nargs="+", default=None,
                    help="1-based folds of caller_id on which to train the PEFT methods (default: all; probes: all)")
     p.add_argument("--clip-seconds", type=float, default=5.0)
@@ -82,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON-lines file to append the rows to")
+    p.add_argument("--summarize", nargs="+", default=None, metavar="JSONL",
+                   help="only print the per-method summary table of earlier runs' JSON-lines files")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.clip_seconds <= 0:
         p.error("--epochs must be >= 1 and --clip-seconds positive")
@@ -194,8 +198,33 @@ def run_method(name, task, split, fold, table, targets, probe, cache, args) -> N
           "lr": lr}, args.out)
 
 
+def summarize(rows: list[dict]) -> str:
+    """Markdown table: per task and method, mean +- std of test balanced accuracy over folds, parameters, s/epoch."""
+    lines = ["| task | method | test bal. acc. (mean +- sd) | folds | trainable (method) | s/epoch | best layer |",
+             "|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["task"], r["method"]) for r in rows}, key=lambda k: (k[0], _order(k[1])))
+    for task, method in keys:
+        sel = [r for r in rows if r["task"] == task and r["method"] == method]
+        acc = np.array([r["test_bacc"] for r in sel], dtype=float)
+        layers = ",".join(str(r["best_layer"]) for r in sel if "best_layer" in r)
+        lines.append(f"| {task} | {method} | {acc.mean():.3f} +- {acc.std(ddof=1) if len(acc) > 1 else 0:.3f} | "
+                     f"{len(sel)} | {sel[0]['trainable']} | {np.mean([r['sec_per_epoch'] for r in sel]):.1f} | "
+                     f"{layers or '-'} |")
+    return "\n".join(lines)
+
+
+def _order(method: str) -> int:
+    names = [*PROBES, *METHODS]
+    return names.index(method) if method in names else len(names)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for path in args.summarize for line in Path(path).read_text().splitlines() if line]
+        print(summarize(rows))
+        return 0
+    rows_before = len(Path(args.out).read_text().splitlines()) if args.out and Path(args.out).is_file() else 0
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# peft_speech: {vars(args)}", flush=True)
@@ -222,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                 if fold > len(splits):
                     continue
                 run_method(name, task, splits[fold - 1], fold, table, targets, probes[fold - 1], cache, args)
+    if args.out and Path(args.out).is_file():
+        rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()[rows_before:] if line]
+        if rows:
+            print(summarize(rows))
     return 0
 
 

@@ -319,3 +319,34 @@ def test_detach_restores_the_frozen_model(method):
         handle.detach_from(b)
         assert torch.equal(b(x).hidden_states[-1], ref)
     assert b.num_parameters(trainable_only=True) == 0
+
+
+def masked_hubert(attn_implementation: str):
+    """A tiny HuBERT with a layer-norm front end that passes the attention mask (like hubert-large), so the layers
+    receive 4-d masks (boolean under SDPA, additive under eager attention)."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    from backbones.hf_speech import Wav2Vec2StyleBackbone
+    from backbones.tiny import SMALL, SMALL_CONV
+
+    torch.manual_seed(0)
+    config = HubertConfig(**SMALL, **SMALL_CONV, feat_extract_norm="layer", attn_implementation=attn_implementation)
+    extractor = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
+    return Wav2Vec2StyleBackbone(HubertModel(config).eval(), extractor, "hubert-masked")
+
+
+@pytest.mark.parametrize("method", ["prompt", "deep_prompt", "adaption"])
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_prompts_with_4d_attention_masks(attn_implementation, method):
+    b = masked_hubert(attn_implementation)
+    handle = apply(b, method, length=3)
+    if method == "adaption":
+        with torch.no_grad():
+            handle.gates.fill_(0.5)
+    x = wave(seconds=0.6)
+    lengths = torch.tensor([x.shape[1], x.shape[1] // 2])
+    with torch.no_grad():
+        batch = b(x, lengths)
+        alone = b(x[1:, : lengths[1]])
+    frames = alone.hidden_states[-1].shape[1]
+    torch.testing.assert_close(batch.hidden_states[-1][1, :frames], alone.hidden_states[-1][0], atol=1e-5, rtol=1e-4)
