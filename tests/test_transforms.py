@@ -160,6 +160,15 @@ def test_channel_mappings():
         SpecToImage((4, 4), 3, "no-such-map")
 
 
+def test_fixed_reference_level_keeps_loudness():
+    wave = chirp()
+    per_clip = LogMel(LogMelConfig(n_mels=32), SR)
+    fixed = LogMel(LogMelConfig(n_mels=32, ref_db=0.0), SR)
+    torch.testing.assert_close(per_clip.scaled(wave), per_clip.scaled(0.1 * wave), atol=1e-4, rtol=0)  # gain-free
+    assert fixed.scaled(wave).mean() > fixed.scaled(0.1 * wave).mean() + 0.1  # 20 dB quieter = darker
+    assert float(fixed.scaled(wave).max()) <= 1.0 and float(fixed.scaled(wave).min()) >= 0.0
+
+
 def test_front_end_resamples_only_when_rates_differ():
     wave = chirp(rate=8000)
     same = LogMel(LogMelConfig(n_mels=32), 8000)
@@ -235,6 +244,8 @@ def test_waveform_additive_program_and_errors():
     fixed = InputSpec("audio", (32000,), sample_rate=16000)
     emb = create("wave_embed", fixed, sample_rate=16000, clip_seconds=1.5)
     assert emb.trainable_parameters() == 8000 and emb(chirp(rate=16000, seconds=1.5)).shape == (2, 32000)
+    with pytest.raises(ValueError, match="budget cannot be set"):
+        create("wave_embed", fixed, sample_rate=16000, clip_seconds=1.5, budget=0.5)
 
 
 def test_bad_configurations_raise_clear_errors():

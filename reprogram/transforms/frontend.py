@@ -27,7 +27,10 @@ class LogMelConfig:
         n_mels: number of mel bands.
         f_min: lowest band edge in Hz.
         f_max: highest band edge in Hz; ``None`` means the Nyquist frequency.
-        top_db: dynamic range kept below each clip's maximum, in dB (used to scale to ``[0, 1]``).
+        top_db: dynamic range kept below the reference level, in dB (used to scale to ``[0, 1]``).
+        ref_db: the reference level (maps to 1) in dB. ``None``: each clip's own maximum (per-clip gain
+            normalisation, as ``librosa.power_to_db(ref=np.max)``; loudness is not a cue). A number: a fixed
+            level for every clip (absolute loudness is kept, e.g. to study it as a cue or a leak).
     """
 
     sample_rate: int | None = None
@@ -37,6 +40,7 @@ class LogMelConfig:
     f_min: float = 0.0
     f_max: float | None = None
     top_db: float = 80.0
+    ref_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.win_ms <= 0 or self.hop_ms <= 0:
@@ -97,12 +101,16 @@ class LogMel(nn.Module):
         return 10.0 * torch.log10(power.clamp_min(1e-10))
 
     def scaled(self, wave: torch.Tensor) -> torch.Tensor:
-        """Log-mel mapped to ``[0, 1]``: each clip's maximum -> 1, ``top_db`` below it -> 0.
+        """Log-mel mapped to ``[0, 1]``: the reference level (each clip's maximum, or ``ref_db``) -> 1,
+        ``top_db`` below it -> 0.
 
         Returns: ``(B, n_mels, frames)``.
         """
         db = self(wave)  # (B, n_mels, frames)
-        top = db.amax(dim=(1, 2), keepdim=True)
+        if self.config.ref_db is None:
+            top = db.amax(dim=(1, 2), keepdim=True)
+        else:
+            top = torch.full_like(db[:, :1, :1], self.config.ref_db)
         floor = top - self.config.top_db
         return ((torch.maximum(db, floor) - floor) / self.config.top_db).clamp(0.0, 1.0)
 

@@ -64,6 +64,11 @@ class WaveformProgram(InputTransform):
         if mode == "embed":
             self.budget_doc = "seconds of learned universal waveform around the clip (V2S); params = samples"
             self.epsilon = float(epsilon)
+            if fixed and budget is not None:
+                raise ValueError(
+                    f"this backbone takes exactly {fixed} samples, so the learned part is the rest of "
+                    "them and budget cannot be set; leave budget unset or change clip_seconds"
+                )
             learned = fixed - clip if fixed else round((1.0 if budget is None else budget) * self.rate)
             if learned < 1:
                 raise ValueError(f"embed program: {learned} learned samples; raise budget or shorten clip_seconds")
