@@ -37,7 +37,7 @@ from reprogram.cache import cached_features  # noqa: E402
 from reprogram.data.dataset import WaveformDataset  # noqa: E402
 from reprogram.data.loaders import load_table  # noqa: E402
 from reprogram.data.records import ClipTable  # noqa: E402
-from reprogram.threads import configure_threads, make_loader  # noqa: E402
+from reprogram.threads import available_cores, configure_threads, make_loader  # noqa: E402
 
 
 class Forget(MutableMapping):
@@ -203,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--probe-uncached-epochs", type=int, default=2)
     parser.add_argument("--probe-cached-epochs", type=int, default=20)
     parser.add_argument("--skip-probe", action="store_true", help="only the data-path measurement")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: every core of this process's affinity)")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements here")
     args = parser.parse_args(argv)
 
@@ -210,10 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if found is None:
         return 0
     name, table = found
-    plan = configure_threads(0)
+    plan = configure_threads(0) if args.threads <= 0 else configure_threads(0, cores=args.threads)
     print(f"{name}: {len(table)} clips of {args.clip_seconds:g} s, batch {args.batch_size}; "
-          f"{plan.cores} cores, torch {torch.__version__}, {plan.intra_op} intra-op threads; "
-          f"load average {os.getloadavg()[0]:.1f} (other processes share the cores when it exceeds {plan.cores})")
+          f"{available_cores()} cores, torch {torch.__version__}, {plan.intra_op} intra-op threads; "
+          f"load average {os.getloadavg()[0]:.1f} (above the core count: shared cores)")
     tmp = None if args.cache_dir is not None else Path(tempfile.mkdtemp(prefix="reprogram-cache-bench-"))
     cache_dir = args.cache_dir or tmp
     try:

@@ -219,6 +219,9 @@ def test_features_cached_equal_direct_and_recompute_on_any_key_change(table, tmp
     finally:
         with torch.no_grad():
             p.copy_(saved)
+    st = os.stat(table[0].path)
+    os.utime(table[0].path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a touched recording: recomputed
+    assert cached_features(whisper, data, {"transform": {"name": "identity"}}, cache_dir=tmp_path).computed
     waves = torch.stack([data[i][0][:8000] for i in range(3)])  # raw (M, N) waveforms: hashed
     assert cached_features(whisper, waves, cache_dir=tmp_path).computed
     assert not cached_features(whisper, waves.numpy(), cache_dir=tmp_path).computed

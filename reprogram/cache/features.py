@@ -123,6 +123,9 @@ class _Rows:
 class FeatureSet:
     """Cached outputs of a frozen backbone for M clips (memory-mapped, read-only, in data order).
 
+    The arrays are read-only views of the cache files; ``torch.from_numpy(np.array(fs.features))`` gives a
+    writable in-memory tensor (``(M, D)`` features are small: 602 clips x 384 floats = 0.9 MB).
+
     Attributes:
         features: ``(M, D)`` pooled features.
         logits: ``(M, S)`` source logits (classifiers), else ``None``.
