@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 
 SPLIT_KINDS = ("grouped", "kfold", "group_kfold", "logo")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+AUTOCAST_MODES = ("off", "bf16", "fp16")
 SELECT_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "average_precision", "neg_loss")
 
 
@@ -174,7 +176,12 @@ class TrainingConfig:
         label_smoothing: cross-entropy label smoothing.
         balanced_loss: weight the cross-entropy by inverse class frequency of the training split.
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``).
-        num_workers: data-loader worker processes.
+        num_workers: data-loader worker processes (batches are identical with any number of workers).
+        channels_last: channels-last memory format for convnet backbones (``reprogram.accel``).
+        compile: ``torch.compile`` the frozen backbone: ``off``, ``default``, ``reduce-overhead`` (CUDA),
+            ``max-autotune``, ``max-autotune-no-cudagraphs``.
+        autocast: mixed precision of the forward pass: ``off``, ``bf16`` (CPU or GPU), ``fp16`` (GPU, scaled).
+        checkpointing: activation checkpointing of the frozen backbone's blocks (memory for time).
     """
 
     epochs: int = 20
@@ -190,6 +197,10 @@ class TrainingConfig:
     balanced_loss: bool = False
     device: str = "cpu"
     num_workers: int = 0
+    channels_last: bool = False
+    compile: str = "off"
+    autocast: str = "off"
+    checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -204,6 +215,11 @@ class TrainingConfig:
             raise ConfigError("training.patience must be >= 1, or null to disable early stopping")
         if self.select_metric not in SELECT_METRICS:
             raise ConfigError(f"training.select_metric={self.select_metric!r}; use one of {SELECT_METRICS}")
+        if self.compile not in COMPILE_MODES or self.autocast not in AUTOCAST_MODES:
+            raise ConfigError(f"training.compile={self.compile!r} / training.autocast={self.autocast!r}; use "
+                              f"compile in {COMPILE_MODES} and autocast in {AUTOCAST_MODES}")
+        if self.autocast == "fp16" and not self.device.startswith("cuda"):
+            raise ConfigError("training.autocast=fp16 needs a CUDA device; use bf16 on CPU, or off")
         if not 0 <= self.label_smoothing < 1 or self.num_workers < 0:
             raise ConfigError("training.label_smoothing must be in [0, 1) and training.num_workers >= 0")
 

@@ -7,9 +7,11 @@ Models with a data-fitted part (frequency / iterative label mapping) expose
 calls at the start of every epoch; datasets with ``set_epoch(epoch)`` (seeded random crops) get it too.
 
 The loop: AdamW (weight decay on matrices only), linear warm-up then cosine decay per step, gradient
-clipping, early stopping and model selection on the VALIDATION split only (the loop never sees a test
-set), a checkpoint of the trainable state (safetensors) plus optimizer / scheduler / epoch state after
-every epoch, and exact resumption: every epoch reseeds torch / numpy / random from ``(seed, epoch)``,
+clipping, the model-path options of :mod:`reprogram.accel` (channels-last, compile, autocast, activation
+checkpointing), the seeded worker-independent loader of :mod:`reprogram.threads`, early stopping and
+model selection on the VALIDATION split only (the loop never sees a test set), a checkpoint of the
+trainable state (safetensors) plus optimizer / scheduler / epoch state after every epoch, and exact
+resumption: every epoch reseeds torch / numpy / random and draws its order and crops from ``(seed, epoch)``,
 so an interrupted run resumed from its last checkpoint ends with the same weights as an uninterrupted one.
 """
 
@@ -31,9 +33,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from reprogram.accel import AccelConfig, apply_accel, autocast_context, grad_scaler
 from reprogram.config import TrainingConfig
 from reprogram.metrics import classification_metrics, cross_entropy
 from reprogram.results import atomic_write_text
+from reprogram.threads import make_loader
 
 LATEST = "latest.json"
 
@@ -65,8 +69,9 @@ def _to_device(model: nn.Module, device: str) -> None:
     """Move ``model`` to ``device`` unless every tensor is already there (then ``.to`` is skipped entirely)."""
     target = torch.device(device)
     tensors = list(model.parameters()) + list(model.buffers())
-    if any(t.device.type != target.type or (target.index is not None and t.device.index != target.index)
-           for t in tensors):
+    if any(
+        t.device.type != target.type or (target.index is not None and t.device.index != target.index) for t in tensors
+    ):
         model.to(target)
 
 
@@ -235,6 +240,9 @@ def train(
     device = config.device
     _to_device(model, device)
     state = TrainableState(model)
+    accel = AccelConfig(config.channels_last, config.compile, config.autocast, config.checkpointing)
+    apply_accel(model, accel, device)
+    scaler = grad_scaler(accel, device)
     seed_everything(epoch_seed(seed, -1))
     optimizer = make_optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
@@ -243,7 +251,9 @@ def train(
     )
     weight = _class_weights(train_data, len(classes)).to(device) if config.balanced_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-    eval_loader = DataLoader(val_data, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+    # the order and random crops of epoch e are a function of (seed, e) only, whatever the number of workers
+    loader = make_loader(train_data, config.batch_size, True, seed, config.num_workers, device)
+    eval_loader = make_loader(val_data, config.batch_size, False, seed, config.num_workers, device)
     show = sys.stderr.isatty() if progress is None else progress
 
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -251,7 +261,7 @@ def train(
     start_epoch, best_key, best_epoch, best_val, best_state, stale = 0, None, -1, {}, None, 0
     resumed_from = None
     if ckpt is not None and (ckpt / LATEST).is_file():
-        saved = _load_checkpoint(ckpt, state, optimizer, scheduler)
+        saved = _load_checkpoint(ckpt, state, (optimizer, scheduler, scaler))
         start_epoch, history, best_epoch, best_val, stale = (
             saved["epoch"] + 1,
             saved["history"],
@@ -268,13 +278,8 @@ def train(
         if stopped_early:
             break
         t0 = time.perf_counter()
-        seed_everything(epoch_seed(seed, epoch))
-        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        loader = DataLoader(
-            train_data, batch_size=config.batch_size, shuffle=True, generator=generator, num_workers=config.num_workers
-        )
-        if hasattr(train_data, "set_epoch"):
-            train_data.set_epoch(epoch)
+        seed_everything(epoch_seed(seed, epoch))  # dropout and other global-generator draws of this epoch
+        loader.set_epoch(epoch)
         if hasattr(model, "start_epoch"):
             model.start_epoch(loader, epoch)
         model.train()
@@ -282,17 +287,20 @@ def train(
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False):
             wave, target = unpack(batch)
             wave, target = wave.to(device), target.to(device)
-            logits = model(wave)  # (B, K)
-            loss = loss_fn(logits, target)
+            with autocast_context(accel, device):
+                logits = model(wave)  # (B, K)
+                loss = loss_fn(logits.float(), target)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss became {loss.item()} at epoch {epoch}; lower training.lr or set training.grad_clip"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_([p for _, p in trainable_parameters(model)], config.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             total += loss.item() * len(target)
             count += len(target)
@@ -314,40 +322,40 @@ def train(
         )
         stopped_early = config.patience is not None and stale >= config.patience and epoch + 1 < config.epochs
         if ckpt is not None:
-            _save_checkpoint(ckpt, epoch, state, optimizer, scheduler, history, best_epoch, best_val, best_state, stale)
+            _save_checkpoint(
+                ckpt, epoch, state, (optimizer, scheduler, scaler), history, (best_epoch, best_val, best_state), stale
+            )
     assert best_state is not None, "training ran no epoch"
     state.load(best_state)
     return TrainResult(best_epoch, best_val, history, len(history), stopped_early, resumed_from, best_state)
 
 
 def _save_checkpoint(
-    ckpt: Path,
-    epoch: int,
-    state: TrainableState,
-    optimizer,
-    scheduler,
-    history,
-    best_epoch,
-    best_val,
-    best_state,
-    stale,
+    ckpt: Path, epoch: int, state: TrainableState, optim: tuple, history: list, best: tuple, stale: int
 ) -> None:
-    """Write this epoch's files, then point ``latest.json`` at them (atomic), then drop older files."""
+    """Write this epoch's files, then point ``latest.json`` at them (atomic), then drop older files.
+
+    Args:
+        optim: ``(optimizer, scheduler, grad scaler)``.
+        best: ``(best epoch, its validation metrics, its trainable state)``.
+    """
+    optimizer, scheduler, scaler = optim
+    best_epoch, best_val, best_state = best
     ckpt.mkdir(parents=True, exist_ok=True)
-    weights, extra, best = (
-        f"epoch-{epoch:04d}.safetensors",
-        f"epoch-{epoch:04d}.state.pt",
-        f"best-{best_epoch:04d}.safetensors",
-    )
+    weights, extra = f"epoch-{epoch:04d}.safetensors", f"epoch-{epoch:04d}.state.pt"
+    best_file = f"best-{best_epoch:04d}.safetensors"
     save_file(state.state(), str(ckpt / weights), metadata={"epoch": str(epoch)})
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, ckpt / extra)
-    if not (ckpt / best).exists():
-        save_file(best_state, str(ckpt / best), metadata={"epoch": str(best_epoch)})
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()},
+        ckpt / extra,
+    )
+    if not (ckpt / best_file).exists():
+        save_file(best_state, str(ckpt / best_file), metadata={"epoch": str(best_epoch)})
     latest = {
         "epoch": epoch,
         "weights": weights,
         "state": extra,
-        "best": best,
+        "best": best_file,
         "best_epoch": best_epoch,
         "best_val": best_val,
         "history": history,
@@ -355,11 +363,13 @@ def _save_checkpoint(
     }
     atomic_write_text(ckpt / LATEST, json.dumps(latest))
     for f in ckpt.iterdir():
-        if f.name not in (weights, extra, best, LATEST):
+        if f.name not in (weights, extra, best_file, LATEST):
             f.unlink(missing_ok=True)
 
 
-def _load_checkpoint(ckpt: Path, state: TrainableState, optimizer, scheduler) -> dict:
+def _load_checkpoint(ckpt: Path, state: TrainableState, optim: tuple) -> dict:
+    """Load the trainable state and ``(optimizer, scheduler, scaler)`` states named by ``latest.json``."""
+    optimizer, scheduler, scaler = optim
     try:
         saved = json.loads((ckpt / LATEST).read_text())
         state.load(load_file(str(ckpt / saved["weights"])))
@@ -371,6 +381,8 @@ def _load_checkpoint(ckpt: Path, state: TrainableState, optimizer, scheduler) ->
         ) from None
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
+    if extra.get("scaler"):
+        scaler.load_state_dict(extra["scaler"])
     return saved
 
 
