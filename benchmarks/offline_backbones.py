@@ -4,7 +4,8 @@ The input is what one 5 s clip becomes at each backbone's input: a ``(1, 5 * sam
 speech models, one image at the spec size for image models (a 5 s clip rendered as one image), one clip
 of ``spec.frames`` frames for video models. Only the frozen backbone is timed (the rendering program is
 not); the loss is the sum of the logits (or features), backpropagated to the input. Reported: the median
-and min of ``--repeats`` timed runs after ``--warmup`` untimed ones, on the CPU threads torch uses here.
+and min of ``--repeats`` timed runs after ``--warmup`` untimed ones, on the CPU threads torch uses here,
+the median process CPU seconds (steadier when the machine is shared) and the 1-minute load average.
 
 Usage: ``python benchmarks/offline_backbones.py [--models offline:crepe ...] [--repeats 5] [--json out.json]``
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -39,21 +41,25 @@ def clip_input(backbone, seconds: float, seed: int = 0) -> torch.Tensor:
     return torch.randn(1, *spec.shape, generator=g)
 
 
-def time_forward_backward(backbone, x: torch.Tensor, repeats: int, warmup: int) -> list[float]:
-    """Wall-clock seconds of forward + backward to ``x`` for each of ``repeats`` runs after ``warmup`` runs."""
-    times = []
+def time_forward_backward(backbone, x: torch.Tensor, repeats: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process-CPU seconds of forward + backward to ``x``, per run after ``warmup`` runs.
+
+    CPU seconds are summed over this process's threads; on a shared machine they are the steadier number.
+    """
+    wall, cpu = [], []
     for i in range(warmup + repeats):
         inp = x.clone().requires_grad_(True)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = backbone(inp)
         target = out.logits if out.logits is not None else out.features
         target.sum().backward()
-        elapsed = time.perf_counter() - start
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         if not (inp.grad is not None and torch.isfinite(inp.grad).all()):
             raise RuntimeError(f"{backbone.name}: no finite gradient reached the input")
         if i >= warmup:
-            times.append(elapsed)
-    return times
+            wall.append(elapsed)
+            cpu.append(elapsed_cpu)
+    return wall, cpu
 
 
 def measure(name: str, seconds: float, repeats: int, warmup: int) -> dict:
@@ -62,7 +68,7 @@ def measure(name: str, seconds: float, repeats: int, warmup: int) -> dict:
     backbone = registry.create(name)
     load_s = time.perf_counter() - start
     x = clip_input(backbone, seconds)
-    times = time_forward_backward(backbone, x, repeats, warmup)
+    times, cpu_times = time_forward_backward(backbone, x, repeats, warmup)
     return {
         "backbone": name,
         "modality": backbone.spec.modality,
@@ -71,6 +77,8 @@ def measure(name: str, seconds: float, repeats: int, warmup: int) -> dict:
         "load_s": round(load_s, 3),
         "fwd_bwd_median_s": round(statistics.median(times), 4),
         "fwd_bwd_min_s": round(min(times), 4),
+        "fwd_bwd_cpu_median_s": round(statistics.median(cpu_times), 4),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "repeats": repeats,
     }
 
@@ -92,15 +100,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"unknown backbones {unknown}; known offline ones: {', '.join(OFFLINE_MODELS)}")
     cpu = platform.processor() or platform.machine()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}", flush=True)
-    print(f"# {'backbone':34s} {'input':22s} {'params':>11s} {'fwd+bwd median s':>17s} {'min s':>8s}")
+    print(f"# {'backbone':34s} {'input':22s} {'params':>11s} {'median s':>9s} {'min s':>7s} {'cpu s':>7s} {'load':>5s}")
     rows = []
     for name in args.models:
         row = measure(name, args.seconds, args.repeats, args.warmup)
         rows.append(row)
         shape = "x".join(map(str, row["input_shape"]))
         print(
-            f"{name:36s} {shape:22s} {row['parameters']:11,d} {row['fwd_bwd_median_s']:17.3f} "
-            f"{row['fwd_bwd_min_s']:8.3f}",
+            f"{name:36s} {shape:22s} {row['parameters']:11,d} {row['fwd_bwd_median_s']:9.3f} "
+            f"{row['fwd_bwd_min_s']:7.3f} {row['fwd_bwd_cpu_median_s']:7.2f} {row['load_average_1min']:5.1f}",
             flush=True,
         )
     if args.json is not None:
