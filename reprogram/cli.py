@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("figures.cli", "draw every paper figure and the results table from a results folder"),
     "backbones": ("backbones.cli", "list backbones: input spec, parameters, source labels, weights on this machine"),
     "cache": ("reprogram.cache_cli", "cache folder: size report per kind (info) and clear [--kind]"),
+    "demo": ("reprogram.demo", "the main job: reprogramming vs PEFT vs MFCC (synthetic corpus or --data), figures"),
 }
 
 
