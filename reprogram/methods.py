@@ -305,8 +305,13 @@ def build_linear_probe(config: ExperimentConfig, classes: list) -> Built:
 
 # Registration lines: one per method.
 METHODS.register("program", build_program)
-for _name in ("lora", "dora", "ia3", "prompt", "deep_prompt", "adaption", "finetune"):
-    METHODS.register(_name, peft_builder(_name))
+METHODS.register("lora", peft_builder("lora"))
+METHODS.register("dora", peft_builder("dora"))
+METHODS.register("ia3", peft_builder("ia3"))
+METHODS.register("prompt", peft_builder("prompt"))
+METHODS.register("deep_prompt", peft_builder("deep_prompt"))
+METHODS.register("adaption", peft_builder("adaption"))
+METHODS.register("finetune", peft_builder("finetune"))
 METHODS.register("linear_probe", build_linear_probe)
 METHODS.register("weighted_probe", probe_builder("weighted_sum"))
 METHODS.register("attentive_probe", probe_builder("attentive"))

@@ -1,0 +1,54 @@
+"""Every METHODS entry builds from a config and satisfies the training loop's contract (tiny backbones)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reprogram.config import load_config
+from reprogram.methods import METHODS, build
+
+CLASSES = ["a", "b", "c"]
+CASES = [
+    ("program", "tiny:vit", 2, {"transform": "pad", "mapper": "linear"}),
+    ("program", "tiny:hubert", 0.1, {"transform": "wave_embed", "mapper": "feature_linear"}),
+    ("lora", "tiny:hubert", 2, {}),
+    ("dora", "tiny:hubert", 2, {}),
+    ("ia3", "tiny:hubert", None, {}),
+    ("prompt", "tiny:hubert", 3, {}),
+    ("deep_prompt", "tiny:hubert", 3, {}),
+    ("adaption", "tiny:hubert", 3, {}),
+    ("finetune", "tiny:hubert", None, {}),
+    ("weighted_probe", "tiny:hubert", None, {}),
+    ("attentive_probe", "tiny:hubert", None, {}),
+]
+
+
+@pytest.mark.parametrize(("method", "backbone", "budget", "options"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_model_methods_follow_the_loop_contract(method, backbone, budget, options):
+    overrides = [f"method.name={method}", f"backbone.name={backbone}", "data.clip_seconds=0.25",
+                 f"method.budget={'null' if budget is None else budget}"]
+    config = load_config(None, overrides + [f"method.options.{k}={v}" for k, v in options.items()])
+    built = build(config, CLASSES)
+    assert built.model is not None and built.sample_rate > 0
+    wave = torch.randn(2, int(built.sample_rate * config.data.clip_seconds))
+    if hasattr(built.model, "start_epoch"):
+        built.model.start_epoch([(wave, torch.tensor([0, 1]))], 0)
+    logits = built.model(wave)
+    assert logits.shape == (2, len(CLASSES))
+    trainable = sum(p.numel() for p in built.model.parameters() if p.requires_grad)
+    assert 0 < trainable < sum(p.numel() for p in built.model.parameters()) or method == "finetune"
+
+
+def test_feature_methods_and_errors():
+    mfcc = build(load_config(None, ["method.name=mfcc"]), CLASSES)
+    assert mfcc.model is None and mfcc.features is not None
+    probe = build(load_config(None, ["method.name=linear_probe", "backbone.name=tiny:hubert"]), CLASSES)
+    assert probe.features is not None and probe.modality == "speech"
+    with pytest.raises(KeyError, match="known methods"):
+        build(load_config(None, ["method.name=nope"]), CLASSES)
+    with pytest.raises(ValueError, match="no budget knob"):
+        build(load_config(None, ["method.name=mfcc", "method.budget=3"]), CLASSES)
+    with pytest.raises(ValueError, match="speech backbone"):
+        build(load_config(None, ["method.name=lora", "backbone.name=tiny:vit"]), CLASSES)
+    assert {"program", "lora", "prompt", "adaption", "linear_probe", "finetune", "mfcc"} <= set(METHODS.names())
