@@ -261,7 +261,7 @@ def plot_programs(results: list[dict], results_dir: str | Path, out: str | Path)
         with paper_style():
             fig, axes = plt.subplots(1, 3, figsize=(TEXT * 0.75, 1.9))
             if after.ndim == 1:  # a waveform program
-                sr = r["config"]["data"].get("sample_rate") or 16000
+                sr = r.get("sample_rate") or r["config"]["data"].get("sample_rate") or 16000
                 for ax, y, title in zip(
                     axes,
                     (before, after, delta),

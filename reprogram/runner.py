@@ -155,6 +155,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool
         "seed": config.seed,
         "fold": config.split.fold,
         "classes": classes,
+        "sample_rate": built.sample_rate,
         "split": {"name": split.name, "sizes": {n: len(t) for n, t in parts.items()}, "groups": dict(split.meta)},
         "config": to_dict(config),
         **fitted,
