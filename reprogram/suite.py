@@ -187,6 +187,7 @@ def sweep_spec(name: str, systems: list[System], args: argparse.Namespace, base:
         raise ValueError(f"--seeds {args.seeds}: use at least 1 seed")
     backbones = resolve_backbones(args.backbone, tuple(sorted({s.role for s in systems})), args.tiny)
     systems = select(systems, args.only)
+    user = parse_overrides(args.overrides)
     methods = []
     for s in systems:
         entry: dict[str, Any] = {"name": s.method, "options": dict(s.options)}
@@ -196,13 +197,11 @@ def sweep_spec(name: str, systems: list[System], args: argparse.Namespace, base:
         overrides = dict(s.overrides)
         if s.role != NO_ROLE and backbones[s.role] != [BACKBONES[s.role]]:
             overrides.pop("backbone.options", None)  # options of the default backbone, not of its replacement
+        overrides.update({**(TINY_SET if args.tiny else {}), **user})  # --tiny and --set beat a system's own
         if overrides:
             entry["set"] = overrides
         methods.append(entry)
-    settings = {**(base or {}), **data_settings(args)}
-    if args.tiny:
-        settings.update(TINY_SET)
-    settings.update(parse_overrides(args.overrides))
+    settings = {**(base or {}), **data_settings(args), **user}
     folds: Any = "all" if args.folds == "all" else [int(f) for f in str(args.folds).split(",") if f.strip()]
     if settings["split.kind"] == "grouped":
         folds = [0]

@@ -84,6 +84,8 @@ def test_sweep_spec_resolves_data_backbones_and_overrides(tmp_path):
     assert spec["set"]["task.label_column"] == "label" and spec["set"]["task.group_column"] == "recorder"
     assert spec["set"]["split.kind"] == "grouped" and spec["folds"] == [0]
     assert spec["set"]["training.epochs"] == "2" and spec["seeds"] == [0, 1, 2]
+    assert spec["methods"][0]["set"]["training.epochs"] == "2"  # --set beats the system's own settings
+    assert spec["methods"][0]["set"]["training.lr"] == 0.01
     assert spec["methods"][0]["backbones"] == ["timm:resnet50.a1_in1k", "tiny:vit"]
     assert "backbones" not in spec["methods"][1]
 
