@@ -13,7 +13,8 @@ axis               system                                                 budget
 
     python experiments/budget_ablation.py [--axes pad_width,lora_rank] [--data PATH ...] [--seeds 3] [--out DIR]
 
-``DIR/figures/budget_ablation*.pdf`` draws accuracy against budget (and trainable parameters) per axis.
+``DIR/figures/budget_ablation_<task>.pdf`` draws test accuracy against the budget, a panel per system;
+``DIR/figures/accuracy_vs_params_<task>.pdf`` the same runs against measured trainable parameters.
 """
 
 from __future__ import annotations
