@@ -220,9 +220,13 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 
 
 def out_dir(name: str, args: argparse.Namespace) -> Path:
-    """The results folder of a command line (``--out``, else :func:`default_out`; ``-tiny`` suffix with --tiny)."""
+    """The results folder of a command line: ``--out``, else :func:`default_out` of the suite's name, suffixed
+    with the dataset (``demo-danum-gibbon-manifest`` for ``--data danum-gibbon/manifest.csv``) and ``-tiny``."""
     if args.out:
         return Path(args.out).expanduser()
+    if args.data is not None:  # one folder per dataset, so summaries and figures of two datasets never mix
+        path = Path(args.data).expanduser().resolve()
+        name += "-" + "-".join(p for p in (path.parent.name, path.stem) if p) if path.is_file() else "-" + path.name
     return default_out(name + ("-tiny" if args.tiny else ""))
 
 

@@ -70,6 +70,10 @@ def test_output_folder_never_the_working_directory(monkeypatch, tmp_path):
     assert suite.out_dir("demo", _args([])) == tmp_path / "env" / "demo"
     assert suite.out_dir("demo", _args(["--tiny"])) == tmp_path / "env" / "demo-tiny"
     assert suite.out_dir("demo", _args(["--out", str(tmp_path / "mine")])) == tmp_path / "mine"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "manifest.csv").write_text("path,label\n")
+    data = _args(["--data", str(tmp_path / "site" / "manifest.csv")])
+    assert suite.out_dir("demo", data) == tmp_path / "env" / "demo-site-manifest"
     monkeypatch.delenv("REPROGRAM_OUT")
     assert suite.out_dir("demo", _args([])) == Path.home() / "gibbon-reprogram" / "demo"
 
