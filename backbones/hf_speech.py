@@ -223,6 +223,9 @@ class WhisperLogMel(nn.Module):
     dropped; power spectrum through the extractor's Slaney mel filters; ``log10(max(., 1e-10))``;
     floor at the clip's maximum minus 8; ``(x + 4) / 4``. No padding to 30 s.
 
+    With ``lengths``, each clip is reflect-padded at its *own* end (not at the batch's) and its floor
+    is its own maximum over its own frames, so a clip's valid frames do not depend on its batch mates.
+
     Args:
         feature_extractor: a ``WhisperFeatureExtractor`` (reads ``n_fft``, ``hop_length``,
             ``feature_size``, ``sampling_rate``, ``mel_filters``).
@@ -244,15 +247,39 @@ class WhisperLogMel(nn.Module):
         """Mel frames for ``lengths`` samples (``N // hop``)."""
         return torch.div(lengths, self.hop_length, rounding_mode="floor")
 
+    def reflect_pad(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The centred STFT's reflect padding, done per clip: ``n_fft // 2`` samples each side of ``[0, length)``.
+
+        One gather (differentiable, no loop over clips): output sample ``j`` (``-pad <= j < N + pad`` in clip
+        coordinates) reads ``|j|`` at the start and ``2 * (length - 1) - j`` past the clip's end, exactly as
+        ``torch.stft(center=True)`` (``numpy.pad(mode="reflect")``) does for a clip run alone. Samples more
+        than ``pad`` past a clip's end only reach frames beyond ``length // hop`` (masked downstream).
+
+        Args:
+            wave: ``(B, N)``.
+            lengths: ``(B,)`` valid samples, each above ``n_fft // 2`` (see ``min_samples``).
+
+        Returns:
+            ``(B, N + 2 * (n_fft // 2))``.
+        """
+        pad = self.n_fft // 2
+        last = (lengths - 1)[:, None]  # (B, 1)
+        idx = torch.arange(-pad, wave.shape[1] + pad, device=wave.device).abs()[None, :]  # (1, N + 2 pad)
+        idx = torch.where(idx > last, 2 * last - idx, idx).clamp(min=0)  # (B, N + 2 pad)
+        return wave.gather(1, idx)
+
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
             wave: ``(B, N)``.
-            lengths: optional ``(B,)`` valid samples; the dynamic-range floor uses valid frames only.
+            lengths: optional ``(B,)`` valid samples: each clip is reflect-padded at its own end and its
+                dynamic-range floor uses its valid frames only. Frames past ``length // hop`` are undefined.
 
         Returns:
             ``(B, n_mels, N // hop)`` log-mel features.
         """
-        stft = torch.stft(wave, self.n_fft, self.hop_length, window=self.window, center=True, return_complex=True)
+        centre_here = lengths is None  # one clip length: torch.stft's own centring is the same padding
+        x = wave if centre_here else self.reflect_pad(wave, lengths)  # (B, N) or (B, N + 2 * (n_fft // 2))
+        stft = torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=centre_here, return_complex=True)
         power = torch.view_as_real(stft[..., :-1]).pow(2).sum(-1)  # (B, F, T); no |z| so no NaN grad at 0
         log_spec = (self.mel_filters @ power).clamp_min(1e-10).log10()  # (B, M, T)
         if lengths is None:
@@ -270,8 +297,10 @@ class WhisperEncoderBackbone(SpeechBackbone):
     transformers' ``WhisperEncoder.forward`` insists on 3000 mel frames, so this wrapper runs the
     encoder's own submodules (``conv1``, ``conv2``, ``embed_positions``, ``layers``, ``layer_norm``)
     with the positional table sliced to the actual frame count, as Whisper's architecture allows.
-    Output rate: one frame per ``2 * hop`` samples (20 ms at 16 kHz). With ``lengths``, padded frames
-    are masked out of every attention layer, so a clip's output does not depend on its batch mates.
+    Output rate: one frame per ``2 * hop`` samples (20 ms at 16 kHz). With ``lengths``, each clip's
+    log-mel is computed as if it ran alone (reflect padding at its own end, its own dynamic-range
+    floor), the conv stem sees zeros past its end, and padded frames are masked out of every attention
+    layer: a clip's valid frames do not depend on its batch mates (to float rounding).
 
     Args:
         encoder: a built ``WhisperEncoder`` (e.g. ``WhisperModel(...).encoder``), any attention backend.
@@ -304,10 +333,23 @@ class WhisperEncoderBackbone(SpeechBackbone):
         mel = self.frontend.num_frames(lengths)
         return torch.div(mel - 1, 2, rounding_mode="floor") + 1  # conv2: kernel 3, stride 2, padding 1
 
-    def embed(self, mel: torch.Tensor) -> torch.Tensor:
-        """Conv stem plus sliced sinusoidal positions: ``(B, n_mels, T_mel) -> (B, T, D)``."""
+    def embed(self, mel: torch.Tensor, mel_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Conv stem plus sliced sinusoidal positions: ``(B, n_mels, T_mel) -> (B, T, D)``.
+
+        Args:
+            mel: ``(B, n_mels, T_mel)`` log-mel features.
+            mel_lengths: optional ``(B,)`` valid mel frames. Both convolutions zero-pad a clip run alone, so
+                the mel frames and ``conv1`` outputs past each clip's end are zeroed before the next
+                convolution reads them: the frames at a clip's end then equal those of the clip alone.
+        """
         enc = self.model
-        x = nn.functional.gelu(enc.conv1(mel))
+        valid = None
+        if mel_lengths is not None:
+            valid = (torch.arange(mel.shape[-1], device=mel.device)[None, :] < mel_lengths[:, None])[:, None, :]
+            mel = mel * valid.to(mel.dtype)  # (B, n_mels, T_mel)
+        x = nn.functional.gelu(enc.conv1(mel))  # (B, D, T_mel)
+        if valid is not None:
+            x = x * valid.to(x.dtype)
         x = nn.functional.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T, D)
         if x.shape[1] > self.max_frames:
             seconds = self.max_frames * 2 * self.frontend.hop_length / self.frontend.sample_rate
@@ -333,7 +375,7 @@ class WhisperEncoderBackbone(SpeechBackbone):
         full = full_lengths or bool((lengths == wave.shape[1]).all())
         self._check_min_length(lengths)
         mel = self.frontend(wave, None if full else lengths)  # (B, n_mels, T_mel)
-        h = self.embed(mel)  # (B, T, D)
+        h = self.embed(mel, None if full else self.frontend.num_frames(lengths))  # (B, T, D)
         mask = self._frame_mask(lengths, h.shape[1], full)
         attn = None
         if mask is not None:  # additive key mask (B, 1, 1, T), understood by eager and SDPA attention alike

@@ -130,6 +130,21 @@ def test_crepe_mask_counts_frames(crepe):
     torch.testing.assert_close(out.features[1], alone.features[0], atol=1e-4, rtol=1e-4)
 
 
+def test_whisper_padded_clip_equals_clip_alone(whisper):
+    wave = 0.1 * torch.randn(3, 16000, generator=torch.Generator().manual_seed(5))  # padding is noise, not zeros
+    lengths = [16000, 12345, 3201]  # off the hop (160) and the encoder stride (320)
+    with torch.no_grad():
+        out = whisper(wave, lengths=torch.tensor(lengths))
+        for i, n in enumerate(lengths[1:], start=1):
+            alone = whisper(wave[i : i + 1, :n])
+            frames = alone.hidden_states[-1].shape[1]
+            assert int(out.mask[i].sum()) == frames
+            # activations reach ~10 after the final layer norm; float rounding between batch shapes is ~2e-5
+            for batched, single in zip(out.hidden_states, alone.hidden_states, strict=True):
+                torch.testing.assert_close(batched[i, :frames], single[0], atol=1e-4, rtol=0)
+            torch.testing.assert_close(out.features[i], alone.features[0], atol=1e-4, rtol=0)
+
+
 def test_whisper_matches_ctranslate2_runtime(whisper):
     ctranslate2 = pytest.importorskip("ctranslate2")
     from backbones.offline.whisper import packaged_model_dir

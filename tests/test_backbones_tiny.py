@@ -121,14 +121,28 @@ def test_whisper_on_30_s_equals_transformers_encoder():
         backbone(torch.zeros(1, 31 * 16000))
 
 
-def test_whisper_padded_clip_is_masked():
+def assert_padded_batch_equals_alone(backbone, wave: torch.Tensor, lengths: list[int], atol: float) -> None:
+    """Each clip's hidden states at its valid frames and its features equal those of the clip run alone."""
+    with torch.no_grad():
+        out = backbone(wave, lengths=torch.tensor(lengths))
+        for i, n in enumerate(lengths):
+            alone = backbone(wave[i : i + 1, :n])
+            frames = alone.hidden_states[-1].shape[1]
+            assert int(out.mask[i].sum()) == frames
+            for batched, single in zip(out.hidden_states, alone.hidden_states, strict=True):
+                torch.testing.assert_close(batched[i, :frames], single[0], atol=atol, rtol=0)
+            torch.testing.assert_close(out.features[i], alone.features[0], atol=atol, rtol=0)
+
+
+def test_whisper_padded_clip_equals_clip_alone():
     backbone = twin("tiny:whisper")
-    wave = example_input(backbone, seconds=2.0)
-    out = backbone(wave, lengths=torch.tensor([32000, 16000]))
-    assert out.mask.sum(1).tolist() == [100, 50]
-    alone = backbone(wave[1:, :16000])
-    # Only the STFT's last frame differs (zeros vs reflection past the clip's end), as with 30 s padding.
-    assert torch.allclose(out.features[1], alone.features[0], atol=1e-2)
+    # Lengths off the hop (160) and the encoder stride (320); the padding is noise, not zeros, so nothing
+    # past a clip's end may reach its frames (reflect padding at its own end, own log-mel floor, conv stem).
+    wave = example_input(backbone, batch=4, seconds=2.0)
+    lengths = [32000, 16000, 12345, 3201]
+    assert_padded_batch_equals_alone(backbone, wave, lengths, atol=1e-5)
+    mel = backbone.frontend(wave, torch.tensor(lengths))
+    torch.testing.assert_close(mel[2, :, : 12345 // 160], backbone.frontend(wave[2:3, :12345])[0], atol=1e-5, rtol=0)
 
 
 def test_ast_front_end_matches_feature_extractor():
