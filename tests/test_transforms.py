@@ -264,3 +264,18 @@ def test_bad_configurations_raise_clear_errors():
     with pytest.raises(KeyError, match="unknown transform"):
         create("nope", IMG, sample_rate=SR)
     assert {"pad", "full", "lowrank", "band", "smm", "video", "wave_embed"} <= set(TRANSFORMS.names())
+
+
+def test_video_program_moves_between_devices_and_dtypes():
+    """nn.Module.to() must reach the program's tensors (a method named _apply once shadowed it)."""
+    import torch
+
+    from reprogram import transforms
+    from reprogram.spec import InputSpec
+
+    spec = InputSpec("video", (3, 4, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    program = transforms.create("video", spec, sample_rate=16000)
+    program = program.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in program.parameters())
+    out = program(torch.randn(2, 16000, dtype=torch.float64))
+    assert out.shape == (2, 3, 4, 32, 32)

@@ -90,7 +90,7 @@ class VideoProgram(InputTransform):
         grey = chunks.permute(0, 3, 1, 2, 4).reshape(B * T, 1, h, w)  # (B*T, 1, h, w)
         return self.to_image.map_channels(grey).reshape(B, T, -1, h, w)
 
-    def _apply(self, frames: torch.Tensor, plain: bool) -> torch.Tensor:
+    def _program_frames(self, frames: torch.Tensor, plain: bool) -> torch.Tensor:
         B, T = frames.shape[:2]
         if plain:
             out = self.programs[0].plain(frames.flatten(0, 1)).unflatten(0, (B, T))
@@ -102,11 +102,11 @@ class VideoProgram(InputTransform):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Args: wave: ``(B, N)``. Returns: ``(B, C, T, H, W)`` normalised for the backbone."""
-        return self._apply(self.inner_frames(wave), plain=False)
+        return self._program_frames(self.inner_frames(wave), plain=False)
 
     def plain(self, wave: torch.Tensor) -> torch.Tensor:
         """The same frames without the learned program (centred on black canvases)."""
-        return self._apply(self.inner_frames(wave), plain=True)
+        return self._program_frames(self.inner_frames(wave), plain=True)
 
     def perturbation_norms(self) -> dict[str, float]:
         deltas = [p.shared_delta() for p in self.programs]
