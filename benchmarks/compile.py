@@ -62,7 +62,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for variant in ["eager", *[v for v in args.variants if v != "eager"]]:
             if variant == "channels_last" and method != "pad_linear":
                 continue  # speech encoders have no 2-D convolutions: apply_accel leaves them unchanged
-            row = run(method, variant, args.batch, args.repeats, args.data, args.image_backbone, args.speech_backbone)
+            try:
+                row = run(method, variant, args.batch, args.repeats, args.data, args.image_backbone,
+                          args.speech_backbone)
+            except (RuntimeError, NotImplementedError) as err:  # e.g. an op without a bf16 CPU kernel
+                print(f"{method:12s} {variant:14s} FAILED: {type(err).__name__}: {str(err).splitlines()[0]}")
+                rows.append({"method": method, "variant": variant, "error": f"{type(err).__name__}: {err}"[:500]})
+                continue
             base = base or row["step_s_median"]
             row["speedup_vs_eager"] = round(base / row["step_s_median"], 3)
             rows.append(row)

@@ -89,8 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{method:12s} batch {batch:3d}: {row['gflop_per_step']:8.1f} GFLOP/step, step "
                   f"{row['step_s_median']:.2f} s ({row['clips_per_s']:.1f} clips/s), {row['achieved_gflops']:.1f} "
                   f"GFLOP/s = {row['fraction_of_peak']:.3f} of peak  [{row['clips']}]", flush=True)
+    after = peak_matmul(tuple(args.matmul_sizes), max(args.repeats, 3))
+    print(f"peak fp32 matmul again after the steps: {after['peak_gflops']} GFLOP/s (fractions above use the first; "
+          f"a large change means the machine's load changed during the run)")
     print(machine_line())
-    result = {"peak": peak, "rows": rows}
+    result = {"peak": peak, "peak_after": after, "rows": rows}
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
     return result
