@@ -25,6 +25,7 @@ name                what                                                        
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -77,8 +78,14 @@ class FeatureMethod:
     classes_: np.ndarray
     selection: dict
 
-    def featurize(self, dataset) -> np.ndarray:  # pragma: no cover - abstract
-        """``(M, D)`` features of a dataset of ``(wave, target, ...)`` items."""
+    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:  # pragma: no cover
+        """``(M, D)`` features of a dataset of ``(wave, target, ...)`` items.
+
+        Args:
+            dataset: a ``WaveformDataset`` with a deterministic crop.
+            cache_dir: a cache folder to read the features from (computing them once into it when absent),
+                keyed by the dataset's identity and everything else they depend on; ``None``: no disk cache.
+        """
         raise NotImplementedError
 
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> FeatureMethod:
@@ -106,11 +113,28 @@ class MfccFeatures(FeatureMethod):
         self.feature_options = feature_options
         self.selection = {}
 
-    def featurize(self, dataset) -> np.ndarray:
+    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
         from reprogram.baselines.mfcc import mfcc_features
 
-        waves = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])  # (M, N)
-        return mfcc_features(waves, dataset.sample_rate, **self.feature_options)
+        def compute() -> np.ndarray:
+            waves = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])  # (M, N)
+            return mfcc_features(waves, dataset.sample_rate, **self.feature_options)  # (M, D)
+
+        if cache_dir is None:
+            return compute()
+        from reprogram.cache.keys import versions
+        from reprogram.cache.store import get_or_build, load_array
+
+        def build(folder) -> dict:
+            x = compute()
+            np.save(folder / "features.npy", x.astype(np.float32))
+            return {"shape": list(x.shape)}
+
+        parts = {"data": dataset.cache_key_parts(), "features": "mfcc_statistics",
+                 "options": dict(sorted(self.feature_options.items())),
+                 "versions": versions("torch", "torchaudio", "numpy")}
+        x, _ = get_or_build(cache_dir, "features", parts, build, lambda folder: load_array(folder, "features"))
+        return np.array(x)  # (M, D), in memory
 
     def fit(self, x_train, y_train, x_val, y_val) -> MfccFeatures:
         self.model.fit(x_train, y_train)
@@ -126,10 +150,11 @@ class ProbeFeatures(FeatureMethod):
         self.backbone, self.layer, self.seed, self.cs = backbone, layer, seed, cs
         self.selection = {}
 
-    def featurize(self, dataset) -> np.ndarray:
+    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
         from reprogram.probes import pooled_features
 
-        return pooled_features(self.backbone, dataset)[:, self.layer].numpy()  # (M, L, D) -> (M, D)
+        # every hidden state is cached, so a probe of another layer reuses the entry
+        return pooled_features(self.backbone, dataset, cache_dir=cache_dir)[:, self.layer].numpy()  # (M, D)
 
     def fit(self, x_train, y_train, x_val, y_val) -> ProbeFeatures:
         from reprogram.probes import DEFAULT_CS, fit_linear_probe

@@ -1,8 +1,8 @@
 """Linear probes on frozen speech-encoder features: which layer carries call-type / caller information.
 
 Nothing upstream of a probe trains, so every clip's features are computed ONCE (:func:`pooled_features`:
-the masked mean of every hidden state, ``(M, L, D)``, kept in memory) and every probe, fold and
-hyper-parameter reuses them.
+the masked mean of every hidden state, ``(M, L, D)``, kept in memory, or with ``cache_dir`` stored once on
+disk by :func:`reprogram.cache.cached_features`) and every probe, fold, seed and hyper-parameter reuses them.
 
 Probes are scikit-learn ``LogisticRegression`` (multinomial, L-BFGS, ``class_weight="balanced"`` because the
 gibbon tasks are imbalanced) on standardised features: a convex problem solved to convergence, so the
@@ -14,6 +14,7 @@ weights and is trained in torch (:func:`train_weighted_sum_probe`) on the same c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,8 +33,12 @@ from reprogram.heads import WeightedSumHead
 DEFAULT_CS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
-@torch.no_grad()
-def pooled_features(backbone: Backbone, dataset: Dataset, batch_size: int = 8) -> torch.Tensor:
+def pooled_features(
+    backbone: Backbone,
+    dataset: Dataset,
+    batch_size: int = 8,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> torch.Tensor:
     """Masked mean of every hidden state for every clip, computed once in eval mode.
 
     Args:
@@ -41,10 +46,27 @@ def pooled_features(backbone: Backbone, dataset: Dataset, batch_size: int = 8) -
         dataset: items ``(wave (N,), target, ...)``; clips of unequal length are zero-padded per batch and
             their lengths passed to the backbone, so padding never enters a clip's features.
         batch_size: clips per forward pass.
+        cache_dir: a cache folder: the features are read from (or computed once into) the disk cache of
+            :func:`reprogram.cache.cached_features`, keyed by the dataset's identity and the backbone's
+            weights, so other seeds, folds and probes never re-run the encoder. The dataset must then be a
+            ``WaveformDataset`` with a deterministic crop (or an ``(M, N)`` array). ``None``: computed in memory.
 
     Returns:
         ``(M, L, D)`` float32 on the CPU, in dataset order.
     """
+    if cache_dir is not None:
+        from reprogram.cache import cached_features
+
+        fs = cached_features(backbone, dataset, layer="all", batch_size=batch_size, cache_dir=cache_dir)
+        if fs.hidden is None:
+            raise ValueError(f"{getattr(backbone, 'name', 'backbone')} returns no hidden states; probes need a "
+                             "speech encoder")
+        return torch.from_numpy(np.array(fs.hidden, dtype=np.float32))  # (M, L, D), a writable copy
+    return _pooled_in_memory(backbone, dataset, batch_size)
+
+
+@torch.no_grad()
+def _pooled_in_memory(backbone: Backbone, dataset: Dataset, batch_size: int) -> torch.Tensor:
     was_training = backbone.training
     backbone.eval()
     out = []
@@ -56,7 +78,7 @@ def pooled_features(backbone: Backbone, dataset: Dataset, batch_size: int = 8) -
                              "speech encoder")
         out.append(torch.stack([masked_mean(h, result.mask) for h in result.hidden_states], dim=1).float().cpu())
     backbone.train(was_training)
-    return torch.cat(out)
+    return torch.cat(out)  # (M, L, D)
 
 
 def _pad_collate(batch: Sequence) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,8 +12,9 @@ A completed run is skipped; an interrupted one resumes from its last checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
+from reprogram.cache.store import cache_root
 from reprogram.config import ExperimentConfig, load_config, run_id, save_config, to_dict
 from reprogram.data.records import ClipTable
 from reprogram.metrics import classification_metrics
@@ -90,6 +92,16 @@ def _dataset(table: ClipTable, rate: int, config: ExperimentConfig, classes, cro
     )
 
 
+def _waveforms(table: ClipTable, rate: int, cache_dir: Path | None) -> MutableMapping:
+    """The decoded clips of ``table`` at ``rate``: memory-mapped from the disk cache (decoded once, ever), or,
+    without a cache folder, an empty dict the datasets fill as they decode."""
+    if cache_dir is None:
+        return {}
+    from reprogram.cache import cached_waveforms
+
+    return cached_waveforms(table, rate, cache_dir)
+
+
 def _external_table(config: ExperimentConfig, classes: list[str]) -> ClipTable:
     table = load_data(config.data.test_path, config)
     unseen = sorted({r.label for r in table} - set(classes))
@@ -105,13 +117,26 @@ def _external_table(config: ExperimentConfig, classes: list[str]) -> ClipTable:
 # running
 
 
-def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool | None = None) -> dict:
+def run_experiment(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    progress: bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> dict:
     """Run ``config`` unless ``DIR/runs/<run id>/result.json`` exists; return its result.
+
+    Frozen work is cached on disk (content-addressed, :mod:`reprogram.cache`) and shared by every run, seed
+    and fold: the table's clips decoded and resampled once per rate (memory-mapped), and the features of
+    feature methods (probes, MFCC) computed once per table, backbone weights and options. The cache is a
+    runtime choice, not part of the config, so it never changes a run id or a result.
 
     Args:
         config: the fully resolved experiment config.
         out_dir: the results folder (``DIR``).
         progress: show tqdm progress (``None``: only on a terminal).
+        cache_dir: the cache folder (``None``: ``$REPROGRAM_CACHE`` or ``~/.cache/gibbon-reprogram``).
+        use_cache: ``False`` keeps everything in memory for this run only (nothing written to the cache).
 
     Raises:
         reprogram.results.CorruptResultError: a result file exists for this run but cannot be read (it is
@@ -133,15 +158,25 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, progress: bool
         classes = table.classes
         positive = _positive(config, classes)
         built = build(config, classes)
-        cache: dict = {}
-        parts = {name: table.subset(idx) for name, idx in split.parts().items() if idx}
+        disk = cache_root(cache_dir) if use_cache else None
+        rows = {name: list(idx) for name, idx in split.parts().items() if idx}
+        parts = {name: table.subset(idx) for name, idx in rows.items()}
+        packed = _waveforms(table, built.sample_rate, disk)  # every clip of the table, shared by every part
+        caches = {name: packed for name in parts}
         if config.data.test_path:
             parts["external"] = _external_table(config, classes)
-        eval_sets = {n: _dataset(t, built.sample_rate, config, classes, "center", cache) for n, t in parts.items()}
+            caches["external"] = _waveforms(parts["external"], built.sample_rate, disk)
+        eval_sets = {
+            n: _dataset(t, built.sample_rate, config, classes, "center", caches[n]) for n, t in parts.items()
+        }
         if built.model is not None:
-            fitted = _train_model(config, built, parts["train"], eval_sets, classes, positive, folder, progress, cache)
+            fitted = _train_model(
+                config, built, parts["train"], eval_sets, classes, positive, folder, progress, caches["train"]
+            )
         else:
-            fitted = _fit_features(built, eval_sets, classes, positive)
+            full = _dataset(table, built.sample_rate, config, classes, "center", caches["train"])
+            external = {"external": eval_sets["external"]} if "external" in eval_sets else {}
+            fitted = _fit_features(built, full, rows, external, classes, positive, disk)
     result = {
         "schema": SCHEMA_VERSION,
         "run_id": rid,
@@ -274,10 +309,24 @@ def _label_mapping(model, classes: list[str], label_names: tuple[str, ...], top:
     }
 
 
-def _fit_features(built, eval_sets: dict, classes: list[str], positive: int | None) -> dict:
-    """Featurize every split once, fit on train (selecting on val), score every split; scores are log-probabilities."""
+def _fit_features(
+    built, full, rows: dict[str, list[int]], external: dict, classes: list[str], positive: int | None,
+    cache_dir: Path | None,
+) -> dict:
+    """Featurize the whole table once (cached: once across runs, seeds and folds), take each part's rows, fit on
+    train (selecting on val), score every part; scores are log-probabilities.
+
+    Args:
+        built: the built feature method.
+        full: center-crop dataset of the whole table (``(M, N)`` clips).
+        rows: part name -> row indices of the table.
+        external: ``{"external": dataset}`` for an external test set, else empty.
+        cache_dir: the feature cache folder, or ``None``.
+    """
     method = built.features
-    data = {name: (method.featurize(ds), np.asarray(ds.targets)) for name, ds in eval_sets.items()}
+    x_all, y_all = method.featurize(full, cache_dir), np.asarray(full.targets)  # (M, D), (M,)
+    data = {name: (x_all[idx], y_all[idx]) for name, idx in rows.items()}
+    data.update({name: (method.featurize(ds, cache_dir), np.asarray(ds.targets)) for name, ds in external.items()})
     method.fit(*data["train"], *data["val"])
     metrics, predictions = {}, {}
     for name, (x, y) in data.items():
@@ -328,6 +377,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="show progress bars (default: only on a terminal)",
     )
+    add_cache_arguments(parser)
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir DIR`` and ``--no-cache`` (shared by ``reprogram run`` and ``reprogram sweep``)."""
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="cache of decoded clips and frozen features, shared by every run, seed and fold "
+        "(default: $REPROGRAM_CACHE or ~/.cache/gibbon-reprogram; see `reprogram cache info`)",
+    )
+    parser.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-cache: decode and compute everything in memory, write nothing to the cache",
+    )
 
 
 def resolve(config_path: str | None, overrides: Sequence[str], test_data: str | None = None) -> ExperimentConfig:
@@ -339,7 +406,8 @@ def resolve(config_path: str | None, overrides: Sequence[str], test_data: str | 
 def run(args: argparse.Namespace) -> int:
     """``reprogram run``: run one experiment and print where its result is."""
     config = resolve(args.config, args.overrides, args.test_data)
-    result = run_experiment(config, args.out, progress=args.progress)
+    result = run_experiment(config, args.out, progress=args.progress, cache_dir=args.cache_dir,
+                            use_cache=args.cache)
     test = result["metrics"].get("test") or result["metrics"].get("val")
     print(
         f"run {result['run_id']}: {config.method.name} on {result['backbone'] or 'no backbone'} "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,18 @@ SHARED_DATA = Path(os.environ.get("REPROGRAM_SHARED_DATA", ROOT.parent / "shared
 # Tests run offline: nothing may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Caches (decoded clips, frozen features, synthetic corpora) go to a folder of this session, never to the
+# user's ~/.cache, unless REPROGRAM_CACHE is set by whoever runs the tests (e.g. to reuse corpora across sessions).
+_SESSION_CACHE = None if os.environ.get("REPROGRAM_CACHE") else tempfile.mkdtemp(prefix="reprogram-test-cache-")
+if _SESSION_CACHE is not None:
+    os.environ["REPROGRAM_CACHE"] = _SESSION_CACHE
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this session's cache folder (only the one this conftest made)."""
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 def _shared(name: str) -> Path:
