@@ -13,6 +13,10 @@ model selection on the VALIDATION split only (the loop never sees a test set), a
 trainable state (safetensors) plus optimizer / scheduler / epoch state after every epoch, and exact
 resumption: every epoch reseeds torch / numpy / random and draws its order and crops from ``(seed, epoch)``,
 so an interrupted run resumed from its last checkpoint ends with the same weights as an uninterrupted one.
+
+Under ``torchrun`` the loop trains data-parallel (:mod:`reprogram.distributed`): ``batch_size`` stays the global
+batch, each process takes its shard of it, gradients are averaged by DDP, validation logits are gathered, and
+only rank 0 writes checkpoints; the result equals the one-process run within float tolerance.
 """
 
 from __future__ import annotations
@@ -35,9 +39,19 @@ from tqdm.auto import tqdm
 
 from reprogram.accel import AccelConfig, apply_accel, autocast_context, grad_scaler
 from reprogram.config import TrainingConfig
+from reprogram.distributed import (
+    DistEnv,
+    all_sum,
+    gather_predictions,
+    global_mean_loss,
+    make_shard_loader,
+    rank_seed,
+    session,
+    wrap_model,
+)
 from reprogram.metrics import classification_metrics, cross_entropy
 from reprogram.results import atomic_write_text
-from reprogram.threads import make_loader
+from reprogram.threads import configure_threads, make_loader
 
 LATEST = "latest.json"
 
@@ -184,7 +198,7 @@ def predict(model: nn.Module, loader: DataLoader, device: str = "cpu") -> tuple[
     targets, scores = [], []
     for batch in loader:
         wave, target = unpack(batch)
-        scores.append(model(wave.to(device)).float().cpu())
+        scores.append(model(wave.to(device, non_blocking=True)).float().cpu())
         targets.append(target.cpu())
     model.train(was_training)
     return torch.cat(targets).numpy(), torch.cat(scores).numpy()
@@ -194,7 +208,10 @@ def evaluate(
     model: nn.Module, loader: DataLoader, classes: list[str], device: str = "cpu", positive: int | None = None
 ) -> dict:
     """Metrics of ``model`` on ``loader`` (see :func:`reprogram.metrics.classification_metrics`) plus ``loss``."""
-    y, scores = predict(model, loader, device)
+    return _metrics(*predict(model, loader, device), classes, positive)
+
+
+def _metrics(y: np.ndarray, scores: np.ndarray, classes: list[str], positive: int | None) -> dict:
     return {**classification_metrics(y, scores, classes, positive), "loss": cross_entropy(y, scores)}
 
 
@@ -235,9 +252,15 @@ def train(
         seed: the run's seed.
         checkpoint_dir: folder for per-epoch checkpoints; when it holds one, training resumes from it.
         positive: target index of the positive class for detection tasks (enables ROC-AUC / AP selection).
-        progress: show tqdm bars; ``None`` shows them only when stderr is a terminal.
+        progress: show tqdm bars; ``None`` shows them only when stderr is a terminal (rank 0 only).
     """
-    device = config.device
+    with session(config.device) as env:  # a no-op outside torchrun
+        return _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, positive, progress, env)
+
+
+def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, positive, progress, env: DistEnv):
+    """:func:`train` inside the (possibly one-process) data-parallel job ``env``."""
+    device = env.device(config.device)
     _to_device(model, device)
     state = TrainableState(model)
     accel = AccelConfig(config.channels_last, config.compile, config.autocast, config.checkpointing)
@@ -252,9 +275,16 @@ def train(
     weight = _class_weights(train_data, len(classes)).to(device) if config.balanced_loss else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     # the order and random crops of epoch e are a function of (seed, e) only, whatever the number of workers
-    loader = make_loader(train_data, config.batch_size, True, seed, config.num_workers, device)
-    eval_loader = make_loader(val_data, config.batch_size, False, seed, config.num_workers, device)
-    show = sys.stderr.isatty() if progress is None else progress
+    fit_loader = make_loader(train_data, config.batch_size, True, seed, config.num_workers, device)
+    if env.enabled:  # this rank's shards of the same global batches; data-fitted mappers still see all of it
+        loader = make_shard_loader(train_data, config.batch_size, True, seed, env, config.num_workers, device)
+        eval_loader = make_shard_loader(val_data, config.batch_size, False, seed, env, config.num_workers, device)
+    else:
+        loader = fit_loader
+        eval_loader = make_loader(val_data, config.batch_size, False, seed, config.num_workers, device)
+    configure_threads(loader.num_workers, env.cores())
+    show = (sys.stderr.isatty() if progress is None else progress) and env.is_main
+    net = model  # the DDP wrapper under torchrun, made at the first step (after any data-fitted mapper)
 
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     history: list[dict] = []
@@ -278,18 +308,27 @@ def train(
         if stopped_early:
             break
         t0 = time.perf_counter()
-        seed_everything(epoch_seed(seed, epoch))  # dropout and other global-generator draws of this epoch
+        seed_everything(rank_seed(epoch_seed(seed, epoch), env.rank))  # dropout and other global-generator draws
         loader.set_epoch(epoch)
+        fit_loader.set_epoch(epoch)
         if hasattr(model, "start_epoch"):
-            model.start_epoch(loader, epoch)
+            model.start_epoch(fit_loader, epoch)
         model.train()
         total, count = 0.0, 0
-        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False):
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
+        for step, batch in enumerate(bar):
             wave, target = unpack(batch)
-            wave, target = wave.to(device), target.to(device)
+            wave, target = wave.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            if env.enabled and net is model:
+                net = wrap_model(model, env, device, wave)
             with autocast_context(accel, device):
-                logits = model(wave)  # (B, K)
-                loss = loss_fn(logits.float(), target)
+                logits = net(wave)  # (B, K); under torchrun (B / world size, K)
+                if env.enabled:  # this rank's share of the global batch mean, scaled for DDP's averaging
+                    loss, part, n = global_mean_loss(
+                        logits.float(), target, loader.real_count(step), loss_fn, env.world_size
+                    )
+                else:
+                    loss = loss_fn(logits.float(), target)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss became {loss.item()} at epoch {epoch}; lower training.lr or set training.grad_clip"
@@ -302,9 +341,16 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            total += loss.item() * len(target)
-            count += len(target)
-        val = evaluate(model, eval_loader, classes, device, positive)
+            if env.enabled:
+                total, count = total + part * n, count + n
+            else:
+                total += loss.item() * len(target)
+                count += len(target)
+        if env.enabled:
+            total = all_sum(total, device)
+            val = _metrics(*gather_predictions(model, eval_loader, device, unpack), classes, positive)
+        else:
+            val = evaluate(model, eval_loader, classes, device, positive)
         key = _selection_key(val, config.select_metric)
         if best_key is None or key > best_key:
             best_key, best_epoch, best_val, best_state, stale = key, epoch, val, state.state(), 0
@@ -321,7 +367,7 @@ def train(
             }
         )
         stopped_early = config.patience is not None and stale >= config.patience and epoch + 1 < config.epochs
-        if ckpt is not None:
+        if ckpt is not None and env.is_main:
             _save_checkpoint(
                 ckpt, epoch, state, (optimizer, scheduler, scaler), history, (best_epoch, best_val, best_state), stale
             )
