@@ -96,6 +96,75 @@ def route_projections_through_modules(model: nn.Module) -> int:
     return count
 
 
+def masked_group_norm(hidden: torch.Tensor, valid: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` (an ``nn.GroupNorm``) with each clip's statistics taken over its valid frames only.
+
+    For a clip whose frames are all valid this is ``norm(hidden)``; for a padded clip it is ``norm`` of the
+    clip's valid frames alone (biased variance, ``norm.eps``, the module's own affine weights), so padded
+    frames never shift a valid frame. Padded output frames carry no meaning; the caller zeroes them.
+
+    Args:
+        hidden: ``(B, C, T)``.
+        valid: ``(B, T)`` bool, True at valid frames (at least one per clip).
+        norm: the GroupNorm whose groups, eps and affine parameters to use.
+
+    Returns:
+        ``(B, C, T)``.
+    """
+    b, c, t = hidden.shape
+    keep = valid[:, None, None, :]  # (B, 1, 1, T)
+    x = hidden.reshape(b, norm.num_groups, c // norm.num_groups, t)  # (B, G, C/G, T)
+    count = keep.sum(dim=-1, keepdim=True).to(x.dtype) * x.shape[2]  # (B, 1, 1, 1) valid entries per group
+    mean = torch.where(keep, x, 0.0).sum(dim=(2, 3), keepdim=True) / count  # (B, G, 1, 1)
+    var = torch.where(keep, x - mean, 0.0).pow(2).sum(dim=(2, 3), keepdim=True) / count  # biased, as GroupNorm
+    x = ((x - mean) * torch.rsqrt(var + norm.eps)).reshape(b, c, t)
+    if norm.affine:
+        x = x * norm.weight[None, :, None] + norm.bias[None, :, None]
+    return x
+
+
+def _feature_encoder_forward(self, input_values: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """wav2vec 2.0 conv feature encoder that keeps each clip of a padded batch as it is alone (bound per instance).
+
+    Without ``lengths`` this is the library's own ``forward``. With ``lengths``, the first layer's GroupNorm
+    (group-norm front ends: one group per channel, statistics over time) is taken over each clip's valid
+    frames only, as for the clip run alone; transformers' version averages over the padding too, so a clip's
+    output depended on its batch mates. The later layers are the library's own modules (hooks, LoRA and
+    gradient checkpointing apply); no padding is needed for them: frame ``t < L_k`` of layer ``k``
+    (``L_k = (L_{k-1} - kernel) // stride + 1``, the model's ``_get_feat_extract_output_lengths``) reads
+    frames ``t * stride .. t * stride + kernel - 1 < L_{k-1}`` only. Padded frames are zeroed after every
+    layer all the same (no gradient reaches padding), so the output past each clip's last frame is 0.
+
+    Args:
+        input_values: ``(B, N)`` waveforms.
+        lengths: optional ``(B,)`` valid samples per clip.
+
+    Returns:
+        ``(B, C, T)`` conv features.
+    """
+    if lengths is None:
+        return type(self).forward(self, input_values)
+
+    def valid_frames(n: torch.Tensor, frames: int, conv: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor]:
+        n = torch.div(n - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1  # (B,)
+        return n, torch.arange(frames, device=n.device)[None, :] < n[:, None]  # (B,), (B, T)
+
+    hidden = input_values[:, None]  # (B, 1, N)
+    if self._requires_grad and self.training:  # as the library does, for gradient checkpointing
+        hidden.requires_grad = True
+    for layer in self.conv_layers:
+        norm = getattr(layer, "layer_norm", None)
+        if isinstance(norm, nn.GroupNorm):  # the first layer of group-norm front ends
+            hidden = layer.conv(hidden)  # (B, C, T_k)
+            lengths, valid = valid_frames(lengths, hidden.shape[-1], layer.conv)
+            hidden = layer.activation(masked_group_norm(hidden, valid, norm))
+        else:  # no norm, or a per-frame LayerNorm: nothing mixes frames
+            hidden = layer(hidden)  # (B, C, T_k)
+            lengths, valid = valid_frames(lengths, hidden.shape[-1], layer.conv)
+        hidden = hidden.masked_fill(~valid[:, None, :], 0.0)
+    return hidden
+
+
 class SpeechBackbone(Backbone):
     """Common surface of the speech encoders, for probes and PEFT methods.
 
@@ -147,10 +216,18 @@ class SpeechBackbone(Backbone):
 class Wav2Vec2StyleBackbone(SpeechBackbone):
     """HuBERT, wav2vec 2.0 or WavLM (any ``*Model`` with the wav2vec 2.0 conv front end).
 
+    Without ``lengths`` (or when no clip is padded) the output is transformers' own. With ``lengths``, each
+    clip of a padded batch gives what it gives alone (to float rounding), whatever fills the padding: the
+    input is normalised over the clip's own samples, the conv front end's GroupNorm (group-norm checkpoints
+    such as hubert-base-ls960, wav2vec2-base) over the clip's own frames (:func:`masked_group_norm`), and the
+    encoder gets the frame mask (padded frames zeroed before the positional conv, masked out of attention).
+    transformers advises zero padding *without* a mask for group-norm checkpoints because its GroupNorm then
+    averages over the padding either way; here nothing averages over padding, so the mask is always passed.
+
     Args:
-        model: a built ``HubertModel`` / ``Wav2Vec2Model`` / ``WavLMModel``.
-        feature_extractor: its ``Wav2Vec2FeatureExtractor`` (reads ``sampling_rate``, ``do_normalize``,
-            ``return_attention_mask``).
+        model: a built ``HubertModel`` / ``Wav2Vec2Model`` / ``WavLMModel``; its ``feature_extractor``'s
+            ``forward`` is rebound to one that takes ``lengths`` (the library's own without them).
+        feature_extractor: its ``Wav2Vec2FeatureExtractor`` (reads ``sampling_rate``, ``do_normalize``).
         name: the registry name.
     """
 
@@ -159,10 +236,9 @@ class Wav2Vec2StyleBackbone(SpeechBackbone):
         self.model = model
         self.name = name
         route_projections_through_modules(model)  # WavLM: so that LoRA on q/k/v/out_proj is not bypassed
+        # The conv front end takes per-clip lengths (group norm over each clip's own frames); see forward.
+        model.feature_extractor.forward = MethodType(_feature_encoder_forward, model.feature_extractor)
         self.do_normalize = bool(getattr(feature_extractor, "do_normalize", True))
-        # Checkpoints whose extractor returns no attention mask (group-norm front ends such as the base
-        # models) were trained on zero-padded batches without one; passing a mask degrades them.
-        self.pass_attention_mask = bool(getattr(feature_extractor, "return_attention_mask", False))
         self.num_layers = int(model.config.num_hidden_layers)
         self.hidden_size = int(model.config.hidden_size)
         self.spec = self._make_spec(feature_extractor.sampling_rate)
@@ -206,10 +282,18 @@ class Wav2Vec2StyleBackbone(SpeechBackbone):
         full = full_lengths or bool((lengths == wave.shape[1]).all())
         self._check_min_length(lengths)
         x = self.normalize(wave, lengths) if self.do_normalize else wave
-        sample_mask = None
-        if self.pass_attention_mask and not full:
+        if full:
+            out = self.model(x, output_hidden_states=True, return_dict=True)
+        else:
             sample_mask = (torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]).long()
-        out = self.model(x, attention_mask=sample_mask, output_hidden_states=True, return_dict=True)
+            # model.forward calls feature_extractor(x) without lengths: hand them over for this call only.
+            handle = self.model.feature_extractor.register_forward_pre_hook(
+                lambda _module, args, kwargs: (args, {**kwargs, "lengths": lengths}), with_kwargs=True
+            )
+            try:
+                out = self.model(x, attention_mask=sample_mask, output_hidden_states=True, return_dict=True)
+            finally:
+                handle.remove()
         hidden = tuple(out.hidden_states)
         assert len(hidden) == self.num_layers + 1, (len(hidden), self.num_layers)
         mask = self._frame_mask(lengths, hidden[-1].shape[1], full)

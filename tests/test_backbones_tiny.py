@@ -145,6 +145,47 @@ def test_whisper_padded_clip_equals_clip_alone():
     torch.testing.assert_close(mel[2, :, : 12345 // 160], backbone.frontend(wave[2:3, :12345])[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["tiny:hubert", "tiny:wav2vec2", "tiny:wavlm"])
+def test_wav2vec2_style_padded_clip_equals_clip_alone(name):
+    backbone = twin(name)
+    # Noise in the padding: the group-norm front ends (hubert, wav2vec2) used to average it into every frame.
+    wave = example_input(backbone, batch=4, seconds=2.0)
+    lengths = [32000, 16000, 12345, 3201]
+    assert_padded_batch_equals_alone(backbone, wave, lengths, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny:hubert", "tiny:wav2vec2"])
+def test_conv_front_end_with_lengths_is_each_clip_alone_and_zero_past_its_end(name):
+    from backbones.hf_speech import masked_group_norm
+
+    encoder = twin(name).model.feature_extractor
+    first = encoder.conv_layers[0]
+    assert isinstance(first.layer_norm, torch.nn.GroupNorm)  # the case this guards
+    wave = 3 * example_input(twin(name), batch=3, seconds=1.0, seed=5) + 0.2  # raw, unnormalised, noisy padding
+    lengths = torch.tensor([16000, 7777, 401])
+    with torch.no_grad():
+        out = encoder(wave, lengths)  # (B, C, T)
+        frames = twin(name).frame_lengths(lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone = encoder(wave[i : i + 1, :n])[0]
+            assert alone.shape[-1] == frames[i]
+            torch.testing.assert_close(out[i, :, : frames[i]], alone, atol=1e-5, rtol=0)
+            assert not out[i, :, frames[i] :].any()
+        h = first.conv(wave[:, None])  # all valid: masked_group_norm is the module itself
+        full = masked_group_norm(h, torch.ones(3, h.shape[-1], dtype=torch.bool), first.layer_norm)
+        torch.testing.assert_close(full, first.layer_norm(h), atol=1e-5, rtol=0)
+        assert torch.equal(encoder(wave), type(encoder).forward(encoder, wave))  # no lengths: the library's own
+
+
+def test_padded_batch_gradient_reaches_valid_samples_only():
+    backbone = twin("tiny:hubert")
+    wave = example_input(backbone, batch=2, seconds=1.0).requires_grad_(True)
+    out = backbone(wave, lengths=torch.tensor([16000, 9000]))
+    (out.features.sum() + out.hidden_states[1].sum()).backward()
+    assert wave.grad[:, :9000].abs().sum(1).min() > 0
+    assert not wave.grad[1, 9000:].any()
+
+
 def test_ast_front_end_matches_feature_extractor():
     from transformers import ASTFeatureExtractor
 
