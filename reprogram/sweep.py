@@ -134,8 +134,13 @@ def _folds(folds: Any, point: dict) -> list[int]:
 # executing
 
 
-def run_one(config: dict, out_dir: str, threads: int | None = None) -> str:
-    """Run one config (a dict) in this process; the job function of every executor. Returns its run id."""
+def run_one(
+    config: dict, out_dir: str, threads: int | None = None, cache_dir: str | None = None, use_cache: bool = True
+) -> str:
+    """Run one config (a dict) in this process; the job function of every executor. Returns its run id.
+
+    ``cache_dir`` / ``use_cache`` go to :func:`reprogram.runner.run_experiment` (``None``: the default cache).
+    """
     if threads:
         import torch
 
@@ -143,7 +148,7 @@ def run_one(config: dict, out_dir: str, threads: int | None = None) -> str:
     from reprogram.runner import run_experiment
 
     cfg = config_from_dict(config, "sweep job")
-    run_experiment(cfg, out_dir, progress=False)
+    run_experiment(cfg, out_dir, progress=False, cache_dir=cache_dir, use_cache=use_cache)
     return run_id(cfg)
 
 
@@ -158,6 +163,8 @@ def run_sweep(
     executor: str = "local",
     jobs: int = 1,
     log=print,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
 ) -> dict:
     """Expand a sweep and run its missing runs.
 
@@ -168,6 +175,9 @@ def run_sweep(
             ``submitit-debug`` (submitit's local and in-process executors, for testing the SLURM path).
         jobs: parallel jobs of the local executor (each gets ``cpu_count // jobs`` torch threads).
         log: where progress lines go.
+        cache_dir: the cache of decoded clips and frozen features every run shares (``None``:
+            ``$REPROGRAM_CACHE`` or ``~/.cache/gibbon-reprogram``); on SLURM it must be on a shared file system.
+        use_cache: ``False``: every run computes everything in memory.
 
     Returns:
         ``{"runs": all run ids, "skipped": already complete, "completed": run now, "failed": {id: error}}``.
@@ -183,11 +193,12 @@ def run_sweep(
     ids = [run_id(c) for c in configs]
     atomic_write_text(out / "sweep.txt", "\n".join(ids) + "\n")
     todo = pending(configs, out)
+    cache = (None if cache_dir is None else str(cache_dir), use_cache)
     log(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already complete, {len(todo)} to run ({executor})")
     if executor == "local":
-        failed = _run_local(todo, out, jobs, log)
+        failed = _run_local(todo, out, jobs, log, cache)
     else:
-        failed = _run_submitit(todo, out, executor, spec.get("slurm") or {}, log)
+        failed = _run_submitit(todo, out, executor, spec.get("slurm") or {}, log, cache)
     done = [run_id(c) for c in todo if run_id(c) not in failed]
     for rid, error in failed.items():
         log(f"FAILED {rid}: {error.strip().splitlines()[-1]}")
@@ -205,7 +216,7 @@ def _describe(c: ExperimentConfig) -> str:
     return f"{c.method.name}{budget}{on} seed={c.seed} fold={c.split.fold}"
 
 
-def _run_local(todo: list[ExperimentConfig], out: Path, jobs: int, log) -> dict[str, str]:
+def _run_local(todo: list[ExperimentConfig], out: Path, jobs: int, log, cache: tuple = (None, True)) -> dict[str, str]:
     failed: dict[str, str] = {}
     if not todo:
         return failed
@@ -213,7 +224,7 @@ def _run_local(todo: list[ExperimentConfig], out: Path, jobs: int, log) -> dict[
     ctx = multiprocessing.get_context("spawn")
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(run_one, _plain(c), str(out), threads): c for c in todo}
+        futures = {pool.submit(run_one, _plain(c), str(out), threads, *cache): c for c in todo}
         for n, future in enumerate(as_completed(futures), 1):
             c = futures[future]
             try:
@@ -230,7 +241,9 @@ def _plain(c: ExperimentConfig) -> dict:
     return to_dict(c)
 
 
-def _run_submitit(todo: list[ExperimentConfig], out: Path, executor: str, slurm: dict, log) -> dict[str, str]:
+def _run_submitit(
+    todo: list[ExperimentConfig], out: Path, executor: str, slurm: dict, log, cache: tuple = (None, True)
+) -> dict[str, str]:
     import submitit
 
     failed: dict[str, str] = {}
@@ -243,7 +256,8 @@ def _run_submitit(todo: list[ExperimentConfig], out: Path, executor: str, slurm:
     else:
         ex = submitit.AutoExecutor(folder=folder, cluster="local" if executor == "submitit-local" else "debug")
         ex.update_parameters(timeout_min=int(slurm.get("timeout_min", 60)))
-    jobs = ex.map_array(run_one, [_plain(c) for c in todo], [str(out)] * len(todo), [None] * len(todo))
+    n = len(todo)
+    jobs = ex.map_array(run_one, [_plain(c) for c in todo], [str(out)] * n, [None] * n, [cache[0]] * n, [cache[1]] * n)
     log(f"submitted {len(jobs)} jobs ({', '.join(j.job_id for j in jobs[:3])}{'...' if len(jobs) > 3 else ''})")
     for n, (job, c) in enumerate(zip(jobs, todo, strict=True), 1):
         try:
@@ -270,6 +284,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="parallel local jobs (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and which are complete, run nothing")
+    from reprogram.runner import add_cache_arguments
+
+    add_cache_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -281,7 +298,8 @@ def run(args: argparse.Namespace) -> int:
             state = "todo" if todo is None or run_id(c) in todo else "done"
             print(f"{run_id(c)} {state:4} {_describe(c)}")
         return 0
-    summary = run_sweep(args.sweep, args.out, executor=args.executor, jobs=args.jobs)
+    summary = run_sweep(args.sweep, args.out, executor=args.executor, jobs=args.jobs, cache_dir=args.cache_dir,
+                        use_cache=args.cache)
     print(
         f"sweep: {len(summary['completed'])} run now, {len(summary['skipped'])} skipped, "
         f"{len(summary['failed'])} failed; results in {Path(args.out) / 'runs'}"

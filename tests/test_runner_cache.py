@@ -143,3 +143,15 @@ def test_cli_cache_dir_and_no_cache(tmp_path):
     other = tmp_path / "other"
     assert main([str(config), *args, "--out", str(tmp_path / "b"), "--cache-dir", str(other), "--no-cache"]) == 0
     assert not other.exists()
+
+
+def test_sweep_runs_share_the_cache_dir(tmp_path):
+    from reprogram.sweep import run_sweep
+
+    spec = {"name": "cache-sweep", "config": {"data": {"path": "synthetic", "clip_seconds": 0.5,
+                                                       "sample_rate": 16000}},
+            "methods": [{"name": "mfcc"}], "seeds": [0, 1]}
+    cache = tmp_path / "cache"
+    summary = run_sweep(spec, tmp_path / "out", executor="submitit-debug", log=lambda *_: None, cache_dir=cache)
+    assert len(summary["completed"]) == 2 and not summary["failed"]
+    assert len(_entries(cache, "features")) == 1 and len(_entries(cache, "waveforms")) == 1
