@@ -367,6 +367,7 @@ def global_mean_loss(
     totals = torch.stack([local.detach().double(), torch.tensor(float(real), device=logits.device).double()])
     dist.all_reduce(totals)  # (global denominator, global item count)
     denominator, count = float(totals[0]), float(totals[1])
+    assert denominator > 0, "no rank holds data in this global batch"
     return summed * (world_size / denominator), float(summed.detach()) / denominator, count
 
 
