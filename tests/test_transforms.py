@@ -279,3 +279,19 @@ def test_video_program_moves_between_devices_and_dtypes():
     assert all(p.dtype == torch.float64 for p in program.parameters())
     out = program(torch.randn(2, 16000, dtype=torch.float64))
     assert out.shape == (2, 3, 4, 32, 32)
+
+
+def test_image_program_runs_under_cpu_bf16_autocast():
+    """The front end stays float32 under autocast, so the resize after it (no bf16 CPU kernel) still runs."""
+    import torch
+
+    from reprogram import transforms
+    from reprogram.spec import InputSpec
+
+    spec = InputSpec("image", (3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    program = transforms.create("pad", spec, sample_rate=16000)
+    wave = torch.randn(2, 16000)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = program(wave)
+    assert out.shape == (2, 3, 64, 64)
+    assert torch.allclose(out.float(), program(wave), atol=1e-2)

@@ -95,10 +95,14 @@ class LogMel(nn.Module):
         """Args: wave: ``(B, N)`` at the data's rate. Returns: ``(B, n_mels, frames)`` power in dB."""
         if wave.ndim != 2:
             raise ValueError(f"LogMel expects (B, N) waveforms, got shape {tuple(wave.shape)}")
-        if self.rate != self.input_rate:
-            wave = AF.resample(wave, self.input_rate, self.rate)
-        power = self.mel(wave)  # (B, n_mels, frames)
-        return 10.0 * torch.log10(power.clamp_min(1e-10))
+        # The front end runs in float32 even under autocast: a bf16 mel would lose the dB scale's low end and
+        # the image resize after it has no bf16 CPU kernel. Only the backbone runs in reduced precision.
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            wave = wave.float()
+            if self.rate != self.input_rate:
+                wave = AF.resample(wave, self.input_rate, self.rate)
+            power = self.mel(wave)  # (B, n_mels, frames)
+            return 10.0 * torch.log10(power.clamp_min(1e-10))
 
     def scaled(self, wave: torch.Tensor) -> torch.Tensor:
         """Log-mel mapped to ``[0, 1]``: the reference level (each clip's maximum, or ``ref_db``) -> 1,
