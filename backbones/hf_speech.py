@@ -235,6 +235,9 @@ class Wav2Vec2StyleBackbone(SpeechBackbone):
         super().__init__()
         self.model = model
         self.name = name
+        # LayerDrop skips whole layers at random in train mode (full fine-tuning), which would change the number of
+        # hidden states between steps and make runs irreproducible; every method here sees every layer.
+        model.config.layerdrop = 0.0
         route_projections_through_modules(model)  # WavLM: so that LoRA on q/k/v/out_proj is not bypassed
         # The conv front end takes per-clip lengths (group norm over each clip's own frames); see forward.
         model.feature_extractor.forward = MethodType(_feature_encoder_forward, model.feature_extractor)

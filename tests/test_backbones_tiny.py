@@ -263,3 +263,22 @@ def test_speech_minimum_clip_length(name):
         backbone(torch.zeros(1, shortest - 1))
     with pytest.raises(ValueError, match="lengths"):
         backbone(torch.zeros(2, shortest), lengths=torch.tensor([shortest, shortest + 1]))
+
+
+def test_full_finetuning_in_train_mode_keeps_every_layer():
+    """LayerDrop is off: an unfrozen encoder in train mode still returns every hidden state, every step."""
+    import torch
+    import transformers
+
+    from backbones.hf_speech import Wav2Vec2StyleBackbone
+    from backbones.tiny import SMALL, SMALL_CONV
+
+    for config_cls, model_cls in (("HubertConfig", "HubertModel"), ("WavLMConfig", "WavLMModel")):
+        # A checkpoint may ship a high LayerDrop; the wrapper must switch it off.
+        config = getattr(transformers, config_cls)(**SMALL, **SMALL_CONV, layerdrop=0.9)
+        model = getattr(transformers, model_cls)(config)
+        bb = Wav2Vec2StyleBackbone(model, transformers.Wav2Vec2FeatureExtractor(), "layerdrop-test")
+        bb.unfreeze().train()
+        for _ in range(5):
+            out = bb(torch.randn(2, 16000))
+            assert len(out.hidden_states) == bb.spec.num_layers
