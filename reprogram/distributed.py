@@ -116,11 +116,11 @@ class DistEnv:
     def shard_size(self, global_batch: int) -> int:
         """Items per rank of a full global batch; raises when ``global_batch`` does not split evenly."""
         if global_batch % self.world_size:
-            lower = max(self.world_size, global_batch - global_batch % self.world_size)
+            down = global_batch - global_batch % self.world_size
+            options = " or ".join(f"training.batch_size={b}" for b in (down, down + self.world_size) if b > 0)
             raise ValueError(
                 f"training.batch_size={global_batch} is the global batch and must split evenly over the "
-                f"{self.world_size} processes; use training.batch_size={lower} or "
-                f"{lower + self.world_size if lower < global_batch else lower}, or another --nproc_per_node"
+                f"{self.world_size} processes; use {options}, or another --nproc_per_node"
             )
         return global_batch // self.world_size
 

@@ -104,9 +104,9 @@ def test_environment_detection_and_errors():
     with pytest.raises(ValueError, match="inconsistent"):
         DistEnv.from_environ({"WORLD_SIZE": "2", "RANK": "2"})
     assert env.shard_size(8) == 2
-    with pytest.raises(ValueError, match="batch_size=8 or 12"):
+    with pytest.raises(ValueError, match="batch_size=8 or training.batch_size=12"):
         env.shard_size(10)
-    with pytest.raises(ValueError, match="batch_size=4"):
+    with pytest.raises(ValueError, match=r"use training.batch_size=4, or another --nproc_per_node"):
         DistEnv(0, 4).shard_size(3)
     with pytest.raises(ValueError, match="must split evenly"):
         make_shard_loader(ddp_worker.Clips(6, 0), 5, True, 0, DistEnv(0, 2))
