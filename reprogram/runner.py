@@ -1,4 +1,5 @@
-"""``reprogram run CONFIG [--set k=v ...] --out DIR [--test-data PATH]``: one experiment, one result file.
+"""``reprogram run CONFIG [--set k=v ...] --out DIR [--test-data PATH] [--cache-dir D | --no-cache]``: one experiment,
+one result file.
 
 A run resolves its config, loads the data and its split, builds the method through ``METHODS``, trains it
 with the one training loop (feature methods: fits a classifier on features computed once), selects on
@@ -6,7 +7,8 @@ validation, evaluates on train / val / test
 (and ``external`` with ``--test-data``) and writes ``DIR/runs/<run id>/result.json`` atomically, next to
 ``config.yaml``, ``trainable.safetensors`` (selected trainable state), ``checkpoint/`` (per-epoch state to
 resume from) and, for programs, ``program.safetensors`` (an example input before and after training).
-A completed run is skipped; an interrupted one resumes from its last checkpoint.
+A completed run is skipped; an interrupted one resumes from its last checkpoint. Frozen work (decoded clips,
+features of probes and MFCC) comes from the disk cache of :mod:`reprogram.cache`, shared by every run.
 """
 
 from __future__ import annotations
