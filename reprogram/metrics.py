@@ -1,4 +1,13 @@
-"""Classification and detection metrics (scikit-learn), as JSON-friendly dicts."""
+"""Classification and detection metrics (scikit-learn), as JSON-friendly dicts.
+
+One definition everywhere (runner, MFCC benchmark, clip-level bootstrap of :mod:`reprogram.stats`): balanced
+accuracy is the mean recall over the classes present in the targets (scikit-learn's ``balanced_accuracy_score``),
+and macro-F1 is the unweighted mean F1 over the SAME classes (``zero_division=0``: a present class never
+predicted has F1 0). When every class of the task is present (stratified splits) this equals macro-F1 over all K
+classes; when a test part lacks a class, averaging over all K would cap a perfect classifier below 1, and
+averaging over present-or-predicted classes would count a spurious prediction twice (lost recall of the true
+class, plus a zero term), so neither is used.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +39,7 @@ def classification_metrics(
 
     Returns:
         ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present in ``y_true``),
-        ``macro_f1`` (over the classes present in ``y_true`` or predicted), ``per_class_recall``
+        ``macro_f1`` (over the same classes, ``zero_division=0``; see the module docstring), ``per_class_recall``
         (class -> recall, ``None`` for classes absent from ``y_true``), ``confusion_matrix`` (K x K,
         rows true, columns predicted, in ``classes`` order), ``n``, and for detection ``roc_auc`` and
         ``average_precision`` (``None`` when the split holds a single class).
@@ -53,7 +62,7 @@ def classification_metrics(
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(
-            skm.f1_score(y_true, y_pred, labels=sorted(set(y_true) | set(y_pred)), average="macro", zero_division=0)
+            skm.f1_score(y_true, y_pred, labels=np.flatnonzero(present), average="macro", zero_division=0)
         ),
         "per_class_recall": {c: (float(recall[i]) if present[i] else None) for i, c in enumerate(classes)},
         "confusion_matrix": cm.tolist(),

@@ -151,3 +151,27 @@ def test_benchmark_main_runs_on_a_tiny_corpus(tmp_path, capsys):
     assert "synthetic/caller_id" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         bench.main(["--skip-real", "--synthetic", "snr=3"])
+
+
+def test_one_definition_of_macro_f1_and_balanced_accuracy():
+    """The benchmark and the runner score the same predictions identically; a prediction of a class absent from
+    the test part is penalised once (lost recall), not again as an extra zero-F1 class."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from reprogram.metrics import classification_metrics
+
+    classes = ["a", "b", "c"]
+    truth = np.array([0, 0, 0, 1, 1, 1])  # class c is absent from this test part
+    pred = np.array([0, 0, 2, 1, 1, 0])  # one clip predicted as the absent class
+    m = classification_metrics(truth, np.eye(3)[pred], classes)
+    assert m["macro_f1"] == pytest.approx(f1_score(truth, pred, labels=[0, 1], average="macro", zero_division=0))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(truth, pred))
+    perfect = classification_metrics(truth, np.eye(3)[truth], classes)
+    assert perfect["macro_f1"] == perfect["balanced_accuracy"] == 1.0  # an absent class does not cap the score
+    features = np.r_[np.zeros((6, 2)), np.ones((6, 2))] + np.random.default_rng(0).normal(0, 0.8, (12, 2))
+    labels = ["a"] * 6 + ["b"] * 6
+    result = evaluate_mfcc_baseline(features, labels, [(range(3, 9), [0, 1, 2, 9, 10, 11])])
+    fold_pred = np.array([result["predictions"][i] == "b" for i in (0, 1, 2, 9, 10, 11)], dtype=int)
+    same = classification_metrics([0, 0, 0, 1, 1, 1], np.eye(2)[fold_pred], ["a", "b"])
+    for metric in ("balanced_accuracy", "accuracy", "macro_f1"):
+        assert result["folds"][0][metric] == pytest.approx(same[metric])

@@ -9,7 +9,6 @@ caller-given folds (grouped folds for recorder-confounded data, stratified folds
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,11 +18,11 @@ import torchaudio
 from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from reprogram.data.records import ClipTable
+from reprogram.metrics import classification_metrics
 
 CLASSIFIERS = ("logreg", "random_forest")
 METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
@@ -158,12 +157,13 @@ def evaluate_mfcc_baseline(
 
     Returns:
         ``{"classifier", "classes", "folds": [per-fold dict], "mean": {metric: value}, "std": {...},
-        "chance_balanced_accuracy", "pooled", "predictions"}``. Per-fold dicts hold the metrics (over the
-        classes present in that test fold), sizes, chance (1 / those classes) and ``unseen_test_classes``
-        (test classes absent from training). ``pooled`` scores the out-of-fold predictions of all tested clips
-        together (with its own chance level): the summary to prefer when folds are unequal, as in
-        leave-one-group-out. ``predictions`` is the out-of-fold prediction of every clip (``None`` for clips in
-        no test fold; the last fold wins for clips tested twice).
+        "chance_balanced_accuracy", "pooled", "predictions"}``. Per-fold dicts hold the metrics of
+        :func:`reprogram.metrics.classification_metrics` (the runner's definitions: balanced accuracy and
+        macro-F1 over the classes present in that test fold), sizes, chance (1 / those classes) and
+        ``unseen_test_classes`` (test classes absent from training). ``pooled`` scores the out-of-fold
+        predictions of all tested clips together (with its own chance level): the summary to prefer when
+        folds are unequal, as in leave-one-group-out. ``predictions`` is the out-of-fold prediction of every
+        clip (``None`` for clips in no test fold; the last fold wins for clips tested twice).
     """
     if isinstance(table_or_features, ClipTable):
         features = table_features(table_or_features, sample_rate, **(feature_kwargs or {}))
@@ -179,6 +179,7 @@ def evaluate_mfcc_baseline(
     if features.ndim != 2 or len(features) != len(y):
         raise ValueError(f"features of shape {features.shape} do not match {len(y)} targets; give (M, D) and M labels")
     name = classifier if isinstance(classifier, str) else type(classifier).__name__
+    classes = sorted({str(v) for v in y})
     rows: list[dict[str, Any]] = []
     predictions: list[Any] = [None] * len(y)
     for k, fold in enumerate(folds):
@@ -193,7 +194,7 @@ def evaluate_mfcc_baseline(
         pred = model.predict(features[test]).astype(str)
         for i, p in zip(test, pred, strict=True):
             predictions[i] = str(p)
-        scores = _scores(y[test].astype(str), pred)
+        scores = _scores(y[test].astype(str), pred, classes)
         unseen = sorted(set(y[test].astype(str)) - set(y[train].astype(str)))
         rows.append(
             {"fold": k, "n_train": int(len(train)), "n_test": int(len(test)), **scores, "unseen_test_classes": unseen}
@@ -201,10 +202,10 @@ def evaluate_mfcc_baseline(
     if not rows:
         raise ValueError("no folds given; pass at least one (train, test) pair")
     tested = np.array([i for i, p in enumerate(predictions) if p is not None])
-    pooled = _scores(y[tested].astype(str), np.array([predictions[i] for i in tested], dtype=str))
+    pooled = _scores(y[tested].astype(str), np.array([predictions[i] for i in tested], dtype=str), classes)
     return {
         "classifier": name,
-        "classes": sorted({str(v) for v in y}),
+        "classes": classes,
         "folds": rows,
         "mean": {m: float(np.mean([r[m] for r in rows])) for m in METRICS},
         "std": {m: float(np.std([r[m] for r in rows])) for m in METRICS},
@@ -214,15 +215,17 @@ def evaluate_mfcc_baseline(
     }
 
 
-def _scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Balanced accuracy, accuracy, macro-F1 over the classes present in ``truth``, and that chance level."""
-    present = np.unique(truth)
-    with warnings.catch_warnings():  # predicting a class absent from this test part is expected, not an error
-        warnings.simplefilter("ignore", UserWarning)
-        bal = float(balanced_accuracy_score(truth, pred))
+def _scores(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Balanced accuracy, accuracy and macro-F1 by :func:`reprogram.metrics.classification_metrics` (the runner's
+    one definition: both over the classes present in ``truth``), and that chance level."""
+    index = {c: k for k, c in enumerate(classes)}
+    targets = np.array([index[t] for t in truth], dtype=int)  # (M,)
+    onehot = np.zeros((len(pred), len(classes)))  # (M, K): the prediction is its argmax
+    onehot[np.arange(len(pred)), [index[p] for p in pred]] = 1.0
+    m = classification_metrics(targets, onehot, classes)
     return {
-        "balanced_accuracy": bal,
-        "accuracy": float(accuracy_score(truth, pred)),
-        "macro_f1": float(f1_score(truth, pred, labels=present, average="macro", zero_division=0)),
-        "chance_balanced_accuracy": 1.0 / len(present),
+        "balanced_accuracy": m["balanced_accuracy"],
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "chance_balanced_accuracy": 1.0 / len(np.unique(targets)),
     }
