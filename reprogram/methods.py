@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from reprogram.config import ExperimentConfig
+from reprogram.config import ConfigError, ExperimentConfig
 from reprogram.registry import Registry
 
 #: data rate used when neither the config nor the backbone's spec names one (pixel backbones)
@@ -187,7 +187,30 @@ def _backbone(config: ExperimentConfig):
 
 
 def _rate(config: ExperimentConfig, backbone) -> int:
+    """The data rate of a program, which resamples its input: the config's, else the backbone's."""
     return int(config.data.sample_rate or backbone.spec.sample_rate or DEFAULT_SAMPLE_RATE)
+
+
+def _native_rate(config: ExperimentConfig, backbone) -> int:
+    """The data rate of a method that feeds waveforms straight to the encoder (PEFT, probes): the backbone's own.
+
+    Raises:
+        ConfigError: ``data.sample_rate`` names another rate (the encoder would silently see audio at the wrong
+            rate, e.g. 8 kHz audio played as 16 kHz).
+    """
+    native = backbone.spec.sample_rate
+    if native is None:
+        raise ConfigError(
+            f"method {config.method.name!r} needs a speech backbone with a sample rate; {config.backbone.name!r} "
+            f"is a {backbone.spec.modality} model. Fix: use method.name=program with a label mapper"
+        )
+    if config.data.sample_rate is not None and int(config.data.sample_rate) != int(native):
+        raise ConfigError(
+            f"data.sample_rate={config.data.sample_rate} but method {config.method.name!r} feeds the waveform "
+            f"straight to {config.backbone.name!r}, which expects {native} Hz; set data.sample_rate=null (or "
+            f"{native}) so the data are resampled to the backbone's rate"
+        )
+    return int(native)
 
 
 def component_counts(model: nn.Module) -> dict[str, int]:
@@ -266,10 +289,11 @@ def peft_builder(method: str) -> Builder:
                 raise ValueError(f"method {method!r} has no budget knob; set method.budget=null")
             opts[PEFT_BUDGET[method]] = config.method.budget
         backbone = _backbone(config)
+        rate = _native_rate(config, backbone)
         peft.apply(backbone, method, **opts)
         model = SpeechClassifier(backbone, _head(config, backbone, len(classes), head, head_options))
         counts = {**component_counts(model), "method": peft.trainable_parameters(backbone)}
-        return Built(model, _rate(config, backbone), backbone.spec.modality, counts)
+        return Built(model, rate, backbone.spec.modality, counts)
 
     return build_peft
 
@@ -285,7 +309,7 @@ def probe_builder(head: str) -> Builder:
             raise ValueError(f"probes have no budget knob; set method.budget=null (got {config.method.budget})")
         backbone = _backbone(config)
         model = SpeechClassifier(backbone, _head(config, backbone, len(classes), head, opts))
-        return Built(model, _rate(config, backbone), backbone.spec.modality, component_counts(model))
+        return Built(model, _native_rate(config, backbone), backbone.spec.modality, component_counts(model))
 
     return build_probe
 
@@ -321,7 +345,7 @@ def build_linear_probe(config: ExperimentConfig, classes: list) -> Built:
         )
     return Built(
         None,
-        _rate(config, backbone),
+        _native_rate(config, backbone),
         backbone.spec.modality,
         {},
         features=ProbeFeatures(backbone, layer, config.seed, cs),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reprogram.config import load_config
+from reprogram.config import ConfigError, load_config
 from reprogram.methods import METHODS, build
 
 CLASSES = ["a", "b", "c"]
@@ -52,3 +52,13 @@ def test_feature_methods_and_errors():
     with pytest.raises(ValueError, match="speech backbone"):
         build(load_config(None, ["method.name=lora", "backbone.name=tiny:vit"]), CLASSES)
     assert {"program", "lora", "prompt", "adaption", "linear_probe", "finetune", "mfcc"} <= set(METHODS.names())
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt", "finetune", "weighted_probe", "linear_probe"])
+def test_methods_without_a_program_read_data_at_the_backbone_rate(method):
+    """PEFT and probes feed the waveform straight to the encoder: the data must be at its rate, never another."""
+    base = [f"method.name={method}", "backbone.name=tiny:hubert", "data.clip_seconds=0.25", "method.budget=null"]
+    assert build(load_config(None, base), CLASSES).sample_rate == 16000
+    assert build(load_config(None, base + ["data.sample_rate=16000"]), CLASSES).sample_rate == 16000
+    with pytest.raises(ConfigError, match=r"data.sample_rate=8000.*data.sample_rate=null"):
+        build(load_config(None, base + ["data.sample_rate=8000"]), CLASSES)
