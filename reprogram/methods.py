@@ -25,9 +25,12 @@ name                what                                                        
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from torch import nn
@@ -240,6 +243,38 @@ def _head(config: ExperimentConfig, backbone, num_classes: int, kind: str, optio
     return build_head(kind, spec.num_layers, spec.feature_dim, num_classes, **options)
 
 
+def _constructor(factory: Callable, options: dict) -> Callable:
+    """The class or function a registry factory finally builds (through partials, lazy imports, classmethods and
+    the image program's ``program`` choice), whose signature says which options it takes."""
+    options = dict(options)
+    while isinstance(factory, partial):
+        options = {**factory.keywords, **options}
+        factory = factory.func
+    qualname = getattr(factory, "__qualname__", "")
+    if qualname.startswith("lazy("):  # reprogram.registry.lazy: "lazy(module.attr)"
+        module, attr = qualname[5:-1].rsplit(".", 1)
+        factory = getattr(importlib.import_module(module), attr)
+    if inspect.ismethod(factory) and inspect.isclass(factory.__self__):  # Mapper.from_backbone -> the mapper class
+        factory = factory.__self__
+    if "program" in options and hasattr(importlib.import_module(factory.__module__), "build_canvas_program"):
+        from reprogram.transforms.canvas import CANVAS_PROGRAMS
+
+        factory = CANVAS_PROGRAMS.get(options["program"], factory)
+    return factory
+
+
+def _with_seed(registry: Registry, name: str, options: dict, seed: int) -> dict:
+    """``options`` plus ``seed=seed`` when ``registry[name]`` takes a ``seed`` and the options do not set one."""
+    if "seed" in options:
+        return options
+    factory, _ = registry.resolve(name)
+    try:
+        takes = "seed" in inspect.signature(_constructor(factory, options)).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        takes = False
+    return {**options, "seed": seed} if takes else options
+
+
 def build_program(config: ExperimentConfig, classes: list) -> Built:
     """Reprogramming: ``TRANSFORMS[options.transform]`` -> frozen backbone -> ``MAPPERS[options.mapper]``.
 
@@ -260,6 +295,8 @@ def build_program(config: ExperimentConfig, classes: list) -> Built:
         opts["budget"] = config.method.budget
     if spec.modality in ("speech", "audio"):
         opts.setdefault("clip_seconds", config.data.clip_seconds)
+    opts = _with_seed(transforms.TRANSFORMS, name, opts, config.seed)
+    mapper_options = _with_seed(mappers.MAPPERS, mapper, mapper_options, config.seed)
     transform = transforms.create(name, spec=spec, sample_rate=rate, **opts)
     if head is not None:
         from reprogram.heads import SpeechClassifier

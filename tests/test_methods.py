@@ -62,3 +62,19 @@ def test_methods_without_a_program_read_data_at_the_backbone_rate(method):
     assert build(load_config(None, base + ["data.sample_rate=16000"]), CLASSES).sample_rate == 16000
     with pytest.raises(ConfigError, match=r"data.sample_rate=8000.*data.sample_rate=null"):
         build(load_config(None, base + ["data.sample_rate=8000"]), CLASSES)
+
+
+def test_seed_reaches_the_random_mapping_and_the_lowrank_init():
+    """config.seed draws RandomMapping's assignment and LowRankProgram's V; an explicit option seed wins."""
+    base = ["method.name=program", "backbone.name=tiny:vit", "method.budget=2", "method.options.transform=lowrank",
+            "method.options.mapper=random", "data.clip_seconds=0.25"]
+
+    def state(*extra):
+        model = build(load_config(None, base + list(extra)), CLASSES).model
+        return model.mapper.assignment.clone(), [p.detach().clone() for p in model.transform.parameters()]
+
+    (a1, p1), (a2, p2) = state("seed=1"), state("seed=2")
+    assert not torch.equal(a1, a2)
+    assert any(not torch.equal(x, y) for x, y in zip(p1, p2, strict=True))
+    a3, _ = state("seed=2", "method.options.mapper_options.seed=1")
+    assert torch.equal(a3, a1)
