@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from figures.style import COLUMN, TEXT, method_label, paper_style, save, slug, system_label
-from reprogram.results import run_dir, tidy_rows, variant
-from reprogram.stats import summarize
+from reprogram.results import run_dir, setting, split_predictions, tidy_rows, variant
+from reprogram.stats import SYSTEM_KEYS, summarize
 
 MARKERS = {"image": "o", "video": "s", "speech": "^", "audio": "D", "features": "X"}
 METRIC_LABEL = {
@@ -24,7 +24,8 @@ METRIC_LABEL = {
     "roc_auc": "ROC-AUC",
     "average_precision": "average precision",
 }
-SYSTEM = ("method", "variant", "budget", "backbone", "modality")
+#: a system: method, variant, budget, backbone, modality and setting (hash of every other config value)
+SYSTEM = SYSTEM_KEYS
 
 
 def _plt():
@@ -39,6 +40,26 @@ def by_task(results: list[dict]) -> dict[str, list[dict]]:
     for r in results:
         groups[r["task"]].append(r)
     return dict(sorted(groups.items()))
+
+
+def several_settings(summary: list[dict]) -> bool:
+    """Whether some system (method, variant, budget, backbone, modality) was run under two or more settings:
+    then tables and legends name the setting, else it is left out so ordinary tables stay readable."""
+    seen: dict[tuple, set] = defaultdict(set)
+    for s in summary:
+        seen[tuple(s[k] for k in SYSTEM if k != "setting")].add(s.get("setting"))
+    return any(len(v) > 1 for v in seen.values())
+
+
+def labelled(s: dict, with_setting: bool) -> str:
+    """``method [variant]``, plus `` @setting`` when ``with_setting``."""
+    name = method_label(s["method"], s["variant"])
+    return f"{name} @{s['setting']}" if with_setting and s.get("setting") else name
+
+
+def summary_of(group: list[dict], metric: str, split: str, seed: int = 0) -> list[dict]:
+    """:func:`reprogram.stats.summarize` of a task's results per system, with their stored per-clip predictions."""
+    return summarize(tidy_rows(group), metric, split, by=SYSTEM, seed=seed, predictions=split_predictions(group, split))
 
 
 def _colours(names: list) -> dict:
@@ -56,14 +77,15 @@ def _chance(results: list[dict], metric: str) -> float | None:
 def plot_accuracy_vs_params(
     results: list[dict], out: str | Path, metric: str = "balanced_accuracy", split: str = "test"
 ) -> list[Path]:
-    """Mean ``metric`` (bootstrap 95% interval over seeds x folds) against measured trainable parameters (log x).
+    """Mean ``metric`` (bootstrap 95% interval, :mod:`reprogram.stats`) against measured trainable parameters (log x).
 
-    Colour = method, marker = source modality; one figure per task.
+    Colour = method (and setting, where a system ran under several), marker = source modality; one figure per task.
     """
     plt, paths = _plt(), []
     for task, group in by_task(results).items():
-        summary = summarize(tidy_rows(group), metric, split, by=SYSTEM)
-        colours = _colours(list({method_label(s["method"], s["variant"]) for s in summary}))
+        summary = summary_of(group, metric, split)
+        named = several_settings(summary)
+        colours = _colours(list({labelled(s, named) for s in summary}))
         with paper_style():
             fig, ax = plt.subplots(figsize=(COLUMN, 2.6))
             for s in summary:
@@ -75,7 +97,7 @@ def plot_accuracy_vs_params(
                     yerr=yerr,
                     fmt=MARKERS.get(s["modality"], "o"),
                     capsize=2,
-                    color=colours[method_label(s["method"], s["variant"])],
+                    color=colours[labelled(s, named)],
                     markeredgecolor="black",
                     markeredgewidth=0.3,
                 )
@@ -105,10 +127,11 @@ def plot_budget_ablation(
     """
     plt, paths = _plt(), []
     for task, group in by_task(results).items():
-        summary = [s for s in summarize(tidy_rows(group), metric, split, by=SYSTEM) if s["budget"] is not None]
+        summary = [s for s in summary_of(group, metric, split) if s["budget"] is not None]
+        named = several_settings(summary)
         lines: dict[tuple, list[dict]] = defaultdict(list)
         for s in summary:
-            lines[(method_label(s["method"], s["variant"]), s["backbone"])].append(s)
+            lines[(labelled(s, named), s["backbone"])].append(s)
         lines = {k: sorted(v, key=lambda s: s["budget"]) for k, v in lines.items() if len(v) >= 2}
         if not lines:
             continue
@@ -150,10 +173,14 @@ def plot_confusion_matrices(results: list[dict], out: str | Path, split: str = "
     for task, group in by_task(results).items():
         systems: dict[tuple, np.ndarray] = {}
         classes = group[0]["classes"]
+        per_system: dict[tuple, set] = defaultdict(set)
+        for r in group:
+            per_system[(r["method"], r.get("budget"), r["backbone"], _variant(r))].add(setting(r["config"]))
+        named = any(len(v) > 1 for v in per_system.values())
         for r in group:
             if split not in r["metrics"] or r["classes"] != classes:
                 continue
-            key = (r["method"], r.get("budget"), r["backbone"], variant(r["config"]["method"].get("options", {})))
+            key = (r["method"], r.get("budget"), r["backbone"], _variant(r, named))
             cm = np.asarray(r["metrics"][split]["confusion_matrix"], dtype=float)
             systems[key] = systems.get(key, 0) + cm
         if not systems:
@@ -191,8 +218,9 @@ def plot_confusion_matrices(results: list[dict], out: str | Path, split: str = "
     return paths
 
 
-def _variant(r: dict) -> str:
-    return variant(r["config"]["method"].get("options", {}))
+def _variant(r: dict, with_setting: bool = False) -> str:
+    text = variant(r["config"]["method"].get("options", {}))
+    return f"{text} @{setting(r['config'])}".strip() if with_setting else text
 
 
 def _first_runs(results: list[dict], has) -> list[dict]:
@@ -200,7 +228,7 @@ def _first_runs(results: list[dict], has) -> list[dict]:
     chosen: dict[tuple, dict] = {}
     for r in sorted(results, key=lambda r: (r["seed"], r["fold"])):
         options = json.dumps(r["config"]["method"].get("options", {}), sort_keys=True)
-        key = (r["task"], r["method"], r.get("budget"), r["backbone"], options)
+        key = (r["task"], r["method"], r.get("budget"), r["backbone"], options, setting(r["config"]))
         if has(r) and key not in chosen:
             chosen[key] = r
     return list(chosen.values())

@@ -1,24 +1,29 @@
-"""The results table (Markdown and LaTeX): mean and bootstrap 95% interval over seeds x folds per system, with
-paired comparisons against a reference system on the same (seed, fold) units."""
+"""The results table (Markdown and LaTeX): per system the mean and bootstrap 95% interval over independent units
+(folds, seeds averaged within a fold; clip-level bootstrap for fewer than 5 folds when per-clip predictions are
+stored; see :mod:`reprogram.stats`), and paired comparisons against a reference system on their shared units.
+
+The reference is the MFCC baseline when the folder has one, else the system given with ``--reference``; with
+neither there is no paired column (the caption says so). It is never chosen by its score on the reported split.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from figures.plots import SYSTEM, by_task
-from figures.style import method_label
-from reprogram.results import atomic_write_text, tidy_rows
-from reprogram.stats import compare_to_reference, summarize
+from figures.plots import SYSTEM, by_task, labelled, several_settings
+from reprogram.results import atomic_write_text, split_predictions, tidy_rows
+from reprogram.stats import MIN_UNITS, compare_to_reference, summarize
 
 COLUMNS = (
     "method",
+    "setting",
     "backbone",
     "modality",
     "budget",
     "trainable",
     "score",
     "macro-F1",
-    "n",
+    "units",
     "Δ vs ref",
     "p (bootstrap)",
     "p (Wilcoxon)",
@@ -37,13 +42,26 @@ def _params(n: float) -> str:
     return f"{n:.0f}"
 
 
-def _reference(summary: list[dict], reference: dict | None) -> dict | None:
-    """The reference system: the one given, else the MFCC baseline (logistic regression first), else the best."""
+def _reference(summary: list[dict], reference: dict | None) -> tuple[dict | None, str]:
+    """The reference system and the caption's sentence about it.
+
+    The one given; else the MFCC baseline (logistic regression, i.e. no options, first) when exactly one MFCC
+    system of that variant exists; else none. Never the best system on the reported split: that choice would
+    bias every paired p-value.
+    """
     if reference is not None:
-        return reference
-    mfcc = sorted((s for s in summary if s["method"] == "mfcc"), key=lambda s: (s["variant"] != "", s["variant"]))
-    best = mfcc[0] if mfcc else max(summary, key=lambda s: s["mean"])
-    return {k: best[k] for k in SYSTEM}
+        return reference, f"reference: {', '.join(f'{k}={v}' for k, v in reference.items())} (given)"
+    mfcc = [s for s in summary if s["method"] == "mfcc"]
+    if not mfcc:
+        return None, ("no reference system (no MFCC run; pass --reference COLUMN=VALUE, e.g. method=lora), "
+                      "so no paired comparison")
+    first = min(s["variant"] for s in mfcc)  # "" (logistic regression, the default) sorts first
+    chosen = [s for s in mfcc if s["variant"] == first]
+    if len(chosen) > 1:
+        return None, (f"no reference system: {len(chosen)} MFCC systems differ in setting "
+                      f"({', '.join(sorted(str(s['setting']) for s in chosen))}); pass --reference method=mfcc "
+                      "--reference setting=<one of them>")
+    return {k: chosen[0][k] for k in SYSTEM}, "reference: the MFCC baseline"
 
 
 def table_rows(
@@ -60,19 +78,30 @@ def table_rows(
         metric: the headline metric.
         split: the reported split.
         reference: column values selecting the reference system; default the MFCC baseline when present,
-            else the best system.
+            else none (no paired comparison).
         seed: bootstrap seed.
+
+    Returns:
+        task -> rows; every row has the :func:`reprogram.stats.summarize` keys (``n_units`` included) plus
+        ``macro_f1``, ``reference`` (is it the reference), ``delta``, ``p_bootstrap``, ``p_wilcoxon``,
+        ``show_setting`` (the task's table needs a setting column), ``has_reference`` and ``caption`` (the
+        reference sentence).
     """
     out = {}
     for task, group in by_task(results).items():
         rows = tidy_rows(group)
-        summary = summarize(rows, metric, split, by=SYSTEM, seed=seed)
-        f1 = {tuple(s[k] for k in SYSTEM): s for s in summarize(rows, "macro_f1", split, by=SYSTEM, seed=seed)}
-        ref = _reference(summary, reference)
+        predictions = split_predictions(group, split)
+        summary = summarize(rows, metric, split, by=SYSTEM, seed=seed, predictions=predictions)
+        f1 = {
+            tuple(s[k] for k in SYSTEM): s
+            for s in summarize(rows, "macro_f1", split, by=SYSTEM, seed=seed, predictions=predictions)
+        }
+        ref, caption = _reference(summary, reference)
         comparisons = {}
         if ref is not None:
-            for c in compare_to_reference(rows, ref, metric, split, by=SYSTEM, seed=seed):
+            for c in compare_to_reference(rows, ref, metric, split, by=SYSTEM, seed=seed, predictions=predictions):
                 comparisons[tuple(c[k] for k in SYSTEM)] = c
+        show = several_settings(summary)
         table = []
         for s in sorted(summary, key=lambda s: (s["trainable_params"], str(s["method"]))):
             key = tuple(s[k] for k in SYSTEM)
@@ -86,42 +115,68 @@ def table_rows(
                     "delta": c.get("mean_diff"),
                     "p_bootstrap": c.get("p_bootstrap"),
                     "p_wilcoxon": c.get("p_wilcoxon"),
+                    "show_setting": show,
+                    "has_reference": ref is not None,
+                    "caption": caption,
                 }
             )
         out[task] = table
     return out
 
 
-def _cells(r: dict) -> list[str]:
-    ci = "" if r["lo"] is None else f" [{r['lo']:.3f}, {r['hi']:.3f}]"
-    return [
-        method_label(r["method"], r["variant"]) + (" (ref)" if r["reference"] else ""),
-        str(r["backbone"] or "–"),
-        str(r["modality"]),
-        "–" if r["budget"] is None else str(r["budget"]),
-        _params(r["trainable_params"]),
-        f"{r['mean']:.3f}{ci}",
-        _fmt(r["macro_f1"]),
-        str(r["n"]),
-        "–" if r["delta"] is None else f"{r['delta']:+.3f}",
-        _fmt(r["p_bootstrap"]),
-        _fmt(r["p_wilcoxon"]),
-    ]
+PAIRED = ("Δ vs ref", "p (bootstrap)", "p (Wilcoxon)")
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    """The task's columns: ``setting`` only when a system ran under several; the paired ones only with a reference."""
+    first = rows[0] if rows else {"show_setting": False, "has_reference": False}
+    return [c for c in COLUMNS if (c != "setting" or first["show_setting"]) and (c not in PAIRED or
+                                                                               first["has_reference"])]
+
+
+def _cells(r: dict, columns: list[str]) -> list[str]:
+    ci = " [n/a]" if r["lo"] is None else f" [{r['lo']:.3f}, {r['hi']:.3f}]"
+    cells = {
+        "method": labelled(r, False) + (" (ref)" if r["reference"] else ""),
+        "setting": str(r["setting"]),
+        "backbone": str(r["backbone"] or "–"),
+        "modality": str(r["modality"]),
+        "budget": "–" if r["budget"] is None else str(r["budget"]),
+        "trainable": _params(r["trainable_params"]),
+        "score": f"{r['mean']:.3f}{ci}",
+        "macro-F1": _fmt(r["macro_f1"]),
+        "units": str(r["n_units"]),
+        "Δ vs ref": "–" if r["delta"] is None else f"{r['delta']:+.3f}",
+        "p (bootstrap)": _fmt(r["p_bootstrap"]),
+        "p (Wilcoxon)": _fmt(r["p_wilcoxon"]),
+    }
+    return [cells[c] for c in columns]
+
+
+PROTOCOL = (
+    "Mean over independent units (folds; seeds averaged within a fold, as seeds share a fold's test clips) "
+    f"with percentile-bootstrap 95% intervals over units when there are at least {MIN_UNITS}; with fewer, a "
+    "clip-level bootstrap stratified by fold from the stored per-clip predictions (test-sample variation "
+    "given the trained models), else n/a. Δ and p-values: paired against the reference on shared units "
+    "(Wilcoxon over units only)."
+)
+
+
+def _caption(rows: list[dict]) -> str:
+    ref = rows[0]["caption"] if rows else ""
+    shown = " Setting: hash of the run's other config values (one system ran under several)." if (
+        rows and rows[0]["show_setting"]) else ""
+    return f"{PROTOCOL} {ref[:1].upper()}{ref[1:]}.{shown}"
 
 
 def to_markdown(tables: dict[str, list[dict]], metric: str, split: str) -> str:
     """The tables as Markdown (a section per task)."""
     lines = []
     for task, rows in tables.items():
-        head = [c if c != "score" else f"{split} {metric} [95% CI]" for c in COLUMNS]
+        head = [c if c != "score" else f"{split} {metric} [95% CI]" for c in _columns(rows)]
         lines += [f"### Task: {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-        lines += [
-            "",
-            "Mean over seeds x folds with percentile-bootstrap 95% intervals; Δ and p-values: paired "
-            "against the reference on shared (seed, fold) units.",
-            "",
-        ]
+        lines += ["| " + " | ".join(_cells(r, _columns(rows))) + " |" for r in rows]
+        lines += ["", _caption(rows), ""]
     return "\n".join(lines)
 
 
@@ -143,18 +198,19 @@ def to_latex(tables: dict[str, list[dict]], metric: str, split: str) -> str:
     """The tables as LaTeX ``booktabs`` tabulars (a table per task)."""
     parts = []
     for task, rows in tables.items():
-        head = [c if c != "score" else f"{split} {metric.replace('_', ' ')}" for c in COLUMNS]
+        cols = _columns(rows)
+        head = [c if c != "score" else f"{split} {metric.replace('_', ' ')}" for c in cols]
+        n_left = 5 if "setting" in cols else 4
         parts += [
             r"\begin{table}[t]",
             r"\centering\small",
-            rf"\caption{{Task: {_tex(task)}. Mean over seeds $\times$"
-            r" folds [bootstrap 95\% CI]; $\Delta$ and $p$ paired against the reference.}",
-            r"\begin{tabular}{" + "l" * 4 + "r" * (len(COLUMNS) - 4) + "}",
+            rf"\caption{{Task: {_tex(task)}. {_tex(_caption(rows))}}}",
+            r"\begin{tabular}{" + "l" * n_left + "r" * (len(cols) - n_left) + "}",
             r"\toprule",
             " & ".join(_tex(h) for h in head) + r" \\",
             r"\midrule",
         ]
-        parts += [" & ".join(_tex(c) for c in _cells(r)) + r" \\" for r in rows]
+        parts += [" & ".join(_tex(c) for c in _cells(r, cols)) + r" \\" for r in rows]
         parts += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(parts)
 

@@ -7,6 +7,8 @@ to the run's ``config.yaml``, ``trainable.safetensors`` (the selected trainable 
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import platform
@@ -55,6 +57,25 @@ PACKAGES = (
     "safetensors",
     "gibbon-reprogram",
 )
+
+
+#: config keys left out of a run's ``setting``: the seed and fold (the units statistics run over), the fields
+#: already in the system columns (method name, budget, options = ``variant``; backbone name), and what cannot
+#: change a result (run name, output options, device placement, data-loader workers)
+SETTING_EXCLUDED = (
+    "name",
+    "seed",
+    "split.fold",
+    "method.name",
+    "method.budget",
+    "method.options",
+    "backbone.name",
+    "output",
+    "training.device",
+    "training.num_workers",
+)
+#: config keys that decide which clips a run's val/test parts hold (with ``split.fold``)
+EVAL_SET_KEYS = ("data.path", "data.synthetic", "task.label_column", "task.group_column", "split")
 
 
 class CorruptResultError(ValueError):
@@ -142,7 +163,12 @@ def read_results(out_dir: str | Path) -> list[dict]:
 
 
 def tidy_rows(results: list[dict]) -> list[dict]:
-    """One row per (run, split, scalar metric); per-class recalls appear as ``recall[<class>]``."""
+    """One row per (run, split, scalar metric); per-class recalls appear as ``recall[<class>]``.
+
+    Besides the result's own fields a row has ``setting`` (:func:`setting`: every other config value, so two
+    runs of one system with different training, data or split settings are never pooled) and ``eval_set``
+    (:func:`eval_set`: which clips the split holds, the unit two systems are paired on).
+    """
     rows = []
     for r in results:
         base = {
@@ -150,6 +176,7 @@ def tidy_rows(results: list[dict]) -> list[dict]:
             "name": r["config"].get("name"),
             "method": r["method"],
             "variant": variant(r["config"]["method"].get("options", {})),
+            "setting": setting(r["config"]),
             "budget": r.get("budget"),
             "backbone": r["backbone"],
             "modality": r["modality"],
@@ -162,6 +189,7 @@ def tidy_rows(results: list[dict]) -> list[dict]:
             **{f"tag.{k}": v for k, v in r["config"]["output"]["tags"].items()},
         }
         for split, values in r["metrics"].items():
+            base["eval_set"] = eval_set(r["config"], split)
             for metric, value in values.items():
                 if metric == "per_class_recall":
                     for cls, rec in value.items():
@@ -169,6 +197,34 @@ def tidy_rows(results: list[dict]) -> list[dict]:
                 elif isinstance(value, (int, float)) or value is None:
                     rows.append({**base, "split": split, "metric": metric, "value": value})
     return rows
+
+
+def split_predictions(results: list[dict], split: str) -> dict[str, dict]:
+    """Per-clip predictions of ``split`` for every run that stored them (``output.predictions``).
+
+    Returns:
+        run id -> ``{"target": (M,) int array, "scores": (M, K) array, "positive": index of the detection
+        task's positive class or None, "ids": M clip identifiers or None}``. ``ids`` is read from the result's
+        ``predictions[split]["ids"]`` when the runner stored them; without them clips are matched by position.
+    """
+    import numpy as np
+
+    out = {}
+    for r in results:
+        stored = (r.get("predictions") or {}).get(split)
+        if not stored or "target" not in stored or "scores" not in stored:
+            continue
+        positive = None
+        if r.get("detection"):
+            label = r["config"]["task"].get("positive_label")
+            positive = r["classes"].index(label) if label in r.get("classes", []) else None
+        out[r["run_id"]] = {
+            "target": np.asarray(stored["target"], dtype=int),
+            "scores": np.asarray(stored["scores"], dtype=float),
+            "positive": positive,
+            "ids": stored.get("ids"),
+        }
+    return out
 
 
 def variant(options: dict) -> str:
@@ -179,6 +235,41 @@ def variant(options: dict) -> str:
         text = json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, (dict, list)) else value
         parts.append(f"{key}={text}")
     return ",".join(parts)
+
+
+def _short_hash(data: object) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def setting(config: dict) -> str:
+    """Short hash of a run's resolved config minus :data:`SETTING_EXCLUDED` (seed, fold and the system's fields).
+
+    Runs of one system (method, variant, budget, backbone) share a setting exactly when every other config
+    value (training, data path, split kind and seed, clip length, backbone options ...) is equal.
+    """
+    rest = copy.deepcopy(config)
+    for key in SETTING_EXCLUDED:
+        *parents, leaf = key.split(".")
+        node = rest
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return _short_hash(rest)
+
+
+def eval_set(config: dict, split: str) -> str:
+    """Short hash naming the clips of ``split``: the data, task and split settings (fold included) for
+    train/val/test; the external table alone for ``external`` (every fold and seed is scored on its clips)."""
+    def get(key: str) -> object:
+        node: object = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    if split == "external":
+        return _short_hash(["external", get("data.test_path"), get("task.label_column")])
+    return _short_hash([split, *(get(k) for k in EVAL_SET_KEYS)])
 
 
 # --------------------------------------------------------------------------------------------------

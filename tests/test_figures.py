@@ -17,9 +17,10 @@ from reprogram.results import SCHEMA_VERSION, environment, read_results, run_dir
 CLASSES = ["duet", "female", "male", "noise"]
 
 
-def _result(out, method, budget, backbone, modality, seed, fold, acc, options=None, mapping=None):
+def _result(out, method, budget, backbone, modality, seed, fold, acc, options=None, mapping=None, extra=(),
+            predictions=None):
     overrides = [f"method.name={method}", f"backbone.name={backbone}", f"seed={seed}", "split.kind=kfold",
-                 f"split.fold={fold}"] + ([f"method.budget={budget}"] if budget is not None else [])
+                 f"split.fold={fold}", *extra] + ([f"method.budget={budget}"] if budget is not None else [])
     config = load_config(None, overrides + [f"method.options.{k}={v}" for k, v in (options or {}).items()])
     rng = np.random.default_rng(seed * 10 + fold)
     cm = np.diag(rng.integers(3, 8, 4)) + rng.integers(0, 2, (4, 4))
@@ -32,6 +33,7 @@ def _result(out, method, budget, backbone, modality, seed, fold, acc, options=No
         "budget": budget, "backbone": backbone, "modality": modality, "task": "call_type", "seed": seed,
         "fold": fold, "classes": CLASSES, "params": {"trainable": 1000 * (budget or 1), "total": 10**6},
         "metrics": {"val": metrics, "test": metrics}, "label_mapping": mapping, "wall_time_s": 1.0,
+        "predictions": predictions,
         "peak_memory_mb": {"rss": 100.0, "cuda": None}, "environment": environment(),
     }
     write_result(out, result)
@@ -79,7 +81,8 @@ def test_every_figure_is_written(results_dir, tmp_path, capsys):
     for p in paths:
         assert p.is_file() and p.stat().st_size > 0, p
     md = (tmp_path / "figs" / "results.md").read_text()
-    assert "mfcc (ref)" in md and "lora" in md and "[transform=pad]" in md and "[0." in md
+    assert "mfcc (ref)" in md and "lora" in md and "[transform=pad]" in md and "[n/a]" in md and "| units |" in md
+    assert "| setting |" not in md and "Reference: the MFCC baseline" in md
     tex = (tmp_path / "figs" / "results.tex").read_text()
     assert r"\toprule" in tex and r"\_" in tex
 
@@ -87,9 +90,61 @@ def test_every_figure_is_written(results_dir, tmp_path, capsys):
 def test_table_statistics(results_dir, tmp_path):
     rows = table_rows(read_results(results_dir))["call_type"]
     lora = next(r for r in rows if r["method"] == "lora")
-    assert lora["mean"] == pytest.approx(0.765) and lora["n"] == 6
-    assert lora["delta"] == pytest.approx(0.15) and lora["p_wilcoxon"] == pytest.approx(2 / 2**6)
+    # 2 seeds x 3 folds = 3 independent folds (seeds share a fold's test clips): too few for an interval
+    assert lora["mean"] == pytest.approx(0.765) and lora["n_units"] == 3 and lora["n_runs"] == 6
+    assert lora["delta"] == pytest.approx(0.15) and lora["lo"] is None and lora["p_wilcoxon"] is None
     mfcc = next(r for r in rows if r["method"] == "mfcc")
     assert mfcc["reference"] and mfcc["delta"] is None
     with pytest.raises(FileNotFoundError, match="no result files"):
         make_figures(tmp_path)
+
+
+def test_settings_reference_and_runs_file(tmp_path, capsys):
+    """Two learning rates of one system are two rows (with a setting column), never pooled as extra seeds; no MFCC
+    means no paired column unless --reference names one; --runs-file restricts the table to one sweep's runs."""
+    out = tmp_path / "res"
+    whisper = "offline:whisper_tiny_en"
+    sweep_a = [_result(out, "lora", 8, whisper, "speech", s, f, 0.7 + 0.01 * f, extra=["training.lr=0.001"])
+               for s in (0, 1) for f in range(5)]
+    sweep_b = [_result(out, "lora", 8, whisper, "speech", s, f, 0.6 + 0.01 * f, extra=["training.lr=0.1"])
+               for s in (0, 1) for f in range(5)]
+    sweep_b += [_result(out, "prompt", 4, whisper, "speech", s, f, 0.62 + 0.01 * f,
+                        extra=["training.lr=0.1"]) for s in (0, 1) for f in range(5)]
+    rows = table_rows(read_results(out))["call_type"]
+    lora = sorted((r for r in rows if r["method"] == "lora"), key=lambda r: r["mean"])
+    assert len(lora) == 2 and lora[0]["mean"] == pytest.approx(0.62) and lora[1]["mean"] == pytest.approx(0.72)
+    assert all(r["n_units"] == 5 and r["n_runs"] == 10 and r["lo"] is not None for r in rows)
+    assert not rows[0]["has_reference"] and "no reference system" in rows[0]["caption"]
+    assert cli_main(["figures", str(out), "--out", str(tmp_path / "f1")]) == 0
+    md = (tmp_path / "f1" / "results.md").read_text()
+    assert "| setting |" in md and "Δ vs ref" not in md and "No reference system" in md
+    assert cli_main(["figures", str(out), "--out", str(tmp_path / "f2"), "--reference", "method=prompt"]) == 0
+    md = (tmp_path / "f2" / "results.md").read_text()
+    assert "Δ vs ref" in md and "prompt (ref)" in md and "-0.020" in md  # lora at lr 0.1 vs prompt, 5 folds
+    runs = tmp_path / "sweep.txt"
+    runs.write_text("\n".join(r["run_id"] for r in sweep_a) + "\nnot-finished\n")
+    with pytest.warns(UserWarning, match="1 run"):
+        assert cli_main(["figures", str(out), "--out", str(tmp_path / "f3"), "--runs-file", str(runs)]) == 0
+    md = (tmp_path / "f3" / "results.md").read_text()
+    assert "| setting |" not in md and "prompt" not in md and "0.720" in md
+    (tmp_path / "none.txt").write_text("zzz\n")
+    with pytest.raises(FileNotFoundError, match="none of the 1 run ids"):
+        make_figures(out, tmp_path / "f4", runs_file=tmp_path / "none.txt")
+
+
+def test_single_split_interval_from_stored_predictions(tmp_path):
+    """One fold, three seeds: the interval comes from a clip-level bootstrap of the stored predictions."""
+    out = tmp_path / "res"
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 4, 80)
+    for method, acc in (("mfcc", 0.6), ("lora", 0.8)):
+        for seed in range(3):
+            pred = np.where(rng.random(80) < acc, target, (target + 1) % 4)
+            scores = np.eye(4)[pred]
+            _result(out, method, None, "offline:whisper_tiny_en", "speech", seed, 0, 0.0,
+                    predictions={"test": {"target": target.tolist(), "scores": scores.tolist()}})
+    rows = table_rows(read_results(out))["call_type"]
+    for r in rows:
+        assert r["n_units"] == 1 and r["ci"] == "clips" and r["lo"] < r["mean"] < r["hi"]
+    lora = next(r for r in rows if r["method"] == "lora")
+    assert lora["delta"] > 0.1 and lora["p_bootstrap"] < 0.01 and lora["p_wilcoxon"] is None

@@ -122,3 +122,25 @@ def test_write_result_is_atomic_and_environment(tmp_path):
     path = write_result(tmp_path, result)
     assert read_result(path) == result and [p.name for p in path.parent.iterdir()] == ["result.json"]
     assert result["environment"]["git_commit"] != ""
+
+
+def test_setting_and_eval_set_columns():
+    """``setting`` changes with any config value outside the system columns, seed and fold; ``eval_set`` names the
+    clips scored (fold-dependent for test, shared by every fold for an external set)."""
+    from reprogram.config import to_dict
+    from reprogram.results import eval_set, setting
+
+    def cfg(*extra):
+        return to_dict(load_config(None, ["split.kind=kfold", *extra]))
+
+    base = setting(cfg())
+    for same in (["seed=3"], ["split.fold=2"], ["method.name=lora", "method.budget=4"], ["backbone.name=x"],
+                 ["method.options.transform=pad"], ["name=other"], ["output.tags.run=a"]):
+        assert setting(cfg(*same)) == base, same
+    for other in (["training.lr=0.1"], ["data.path=elsewhere.csv"], ["split.seed=1"], ["data.clip_seconds=2.0"],
+                  ["split.kind=group_kfold"], ["backbone.options.layer=3"]):
+        assert setting(cfg(*other)) != base, other
+    assert eval_set(cfg("seed=1", "method.name=mfcc"), "test") == eval_set(cfg(), "test")
+    assert eval_set(cfg("split.fold=1"), "test") != eval_set(cfg(), "test") != eval_set(cfg(), "val")
+    ext = ["data.test_path=ext.csv"]
+    assert eval_set(cfg("split.fold=1", *ext), "external") == eval_set(cfg(*ext), "external")
