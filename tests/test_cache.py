@@ -308,3 +308,65 @@ def test_cache_benchmark_runs_on_a_few_clips(tmp_path, capsys):
     assert report["waveforms"]["entries"] == 1 and report["features"]["entries"] == 1
     assert bench.main(["--data-dir", str(tmp_path / "absent")]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def edited_sources(monkeypatch, *suffixes: str) -> None:
+    """Simulate an edit of the toolkit's own source files ending in ``suffixes`` (new bytes, fresh process)."""
+    import reprogram.cache.code as code
+
+    real = code.read_source
+    monkeypatch.setattr(code, "_SOURCE_MEMO", {})  # a new process reads the sources again
+    monkeypatch.setattr(code, "read_source",
+                        lambda path: real(path) + (b"\n# edited\n" if path.endswith(suffixes) else b""))
+
+
+def test_code_fingerprint_names_the_modules_computing_a_result(whisper):
+    from reprogram.baselines.mfcc import mfcc_features
+    from reprogram.cache import code_fingerprint
+
+    fp = code_fingerprint(whisper)
+    assert fp == code_fingerprint(whisper) and len(fp["digest"]) == 32
+    assert fp["modules"] == ["backbones.base", "backbones.hf_speech"]  # class MRO within our packages only
+    assert code_fingerprint(mfcc_features)["modules"] == ["reprogram.baselines.mfcc"]
+    assert code_fingerprint("reprogram.baselines.mfcc") == code_fingerprint(mfcc_features)
+    assert code_fingerprint(np.mean, torch.nn.Linear(2, 2))["modules"] == []  # libraries: covered by versions
+    with pytest.raises(KeyError, match="import"):
+        code_fingerprint("reprogram.no_such_module")
+
+
+def test_code_fingerprint_changes_with_source_bytes(monkeypatch, whisper):
+    from reprogram.baselines.mfcc import mfcc_features
+    from reprogram.cache import code_fingerprint
+
+    before, mfcc = code_fingerprint(whisper), code_fingerprint(mfcc_features)
+    edited_sources(monkeypatch, "hf_speech.py")
+    after = code_fingerprint(whisper)
+    assert after["digest"] != before["digest"] and after == code_fingerprint(whisper)
+    assert code_fingerprint(mfcc_features) == mfcc  # other code: same key
+
+
+def test_features_and_waveforms_recompute_when_their_code_changes(table, tmp_path, whisper, monkeypatch):
+    data = WaveformDataset(table, SR, None)
+    first = cached_features(whisper, data, layer=None, cache_dir=tmp_path)
+    modules = read_meta(first.path)["parts"]["code"]["modules"]
+    assert {"backbones.hf_speech", "reprogram.cache.features", "reprogram.data.audio",
+            "reprogram.data.dataset"} <= set(modules)
+    calls = count_decodes(monkeypatch)
+    cached_waveforms(table, SR, tmp_path)
+    assert len(calls) == 3
+    edited_sources(monkeypatch, "mfcc.py")  # code that computes neither: both entries are reused
+    assert not cached_features(whisper, data, layer=None, cache_dir=tmp_path).computed
+    cached_waveforms(table, SR, tmp_path)
+    assert len(calls) == 3
+    edited_sources(monkeypatch, "hf_speech.py")  # the backbone's forward code: features recomputed
+    again = cached_features(whisper, data, layer=None, cache_dir=tmp_path)
+    assert again.computed and again.path != first.path
+    assert not cached_features(whisper, data, layer=None, cache_dir=tmp_path).computed
+    cached_waveforms(table, SR, tmp_path)
+    assert len(calls) == 3  # decoding does not depend on the backbone's code
+    edited_sources(monkeypatch, "data/audio.py")  # the decoder: waveforms and the features of decoded data
+    cached_waveforms(table, SR, tmp_path)
+    assert len(calls) == 6
+    assert cached_features(whisper, data, layer=None, cache_dir=tmp_path).computed
+    edited_sources(monkeypatch, "cache/features.py")  # the feature cache's own code
+    assert cached_features(whisper, data, layer=None, cache_dir=tmp_path).computed

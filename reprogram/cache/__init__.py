@@ -19,6 +19,7 @@ _WHERE = {
     "FeatureSet": "features",
     "cached_activations": "features",
     "cached_features": "features",
+    "code_fingerprint": "code",
     "pad_collate": "features",
     "backbone_fingerprint": "keys",
     "backbone_identity": "keys",

@@ -9,7 +9,10 @@
 
 Keys hold the data's identity (:meth:`WaveformDataset.cache_key_parts` or a hash of the waveforms), the
 backbone's name, spec and weight fingerprint, the layer selection, the caller's ``key_parts`` (transform /
-front-end config) and the library versions. Everything runs under ``torch.inference_mode`` in eval mode.
+front-end config), the library versions and a fingerprint of this toolkit's code that computes the outputs
+(:func:`reprogram.cache.code.code_fingerprint`: the backbone's and its submodules' class modules, this module,
+the dataset's decoding and cropping, ``preprocess``/``fn``'s module).
+Everything runs under ``torch.inference_mode`` in eval mode.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from reprogram.cache.code import code_fingerprint, dataset_code
 from reprogram.cache.keys import array_identity, backbone_identity, versions
 from reprogram.cache.store import get_or_build, load_array, read_meta
 
@@ -214,13 +218,14 @@ def cached_features(
                          "key_parts={'transform': <its config>}")
     spec = getattr(backbone, "spec", None)
     selection = _layer_selection(layer, int(getattr(spec, "num_layers", 0) or 0))
+    from backbones.hf_speech import masked_mean
+
+    code = code_fingerprint(backbone, preprocess, masked_mean, cached_features, *dataset_code(data))
     parts = {**data_key_parts(data, key_parts), **key_parts, "backbone": backbone_identity(backbone),
-             "layers": selection, "pooling": "masked_mean", "versions": versions(*_LIBS)}
+             "layers": selection, "pooling": "masked_mean", "versions": versions(*_LIBS), "code": code}
 
     @torch.inference_mode()
     def build(folder: Path) -> dict:
-        from backbones.hf_speech import masked_mean
-
         was_training = backbone.training
         backbone.eval()
         m = len(data)
@@ -313,7 +318,8 @@ def cached_activations(
         raise ValueError("point must name where the network is cut (e.g. 'feature_encoder'); it is part of the key")
     key_parts = dict(key_parts)
     parts = {**data_key_parts(data, key_parts), **key_parts, "point": point,
-             "backbone": None if backbone is None else backbone_identity(backbone), "versions": versions(*_LIBS)}
+             "backbone": None if backbone is None else backbone_identity(backbone), "versions": versions(*_LIBS),
+             "code": code_fingerprint(fn, backbone, cached_activations, *dataset_code(data))}
 
     @torch.inference_mode()
     def build(folder: Path) -> dict:

@@ -5,7 +5,8 @@ stores them as ``waves.npy`` (all clips end to end, ``(T,)`` float32) and ``offs
 int64). Later runs, other processes and DataLoader workers map the same file: the operating system's page
 cache holds one copy however many readers there are, and nothing is decoded again. The entry's key is the
 table's audio identity (every file's path, size and mtime, or content hash, and every segment's bounds),
-the sample rate and the decoder/resampler versions; labels do not enter, so tasks sharing a manifest share
+the sample rate, the decoder/resampler versions and a fingerprint of the decoding code
+(``reprogram/data/audio.py``, this module); labels do not enter, so tasks sharing a manifest share
 the entry.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reprogram.cache.code import WAVEFORM_MODULES, code_fingerprint
 from reprogram.cache.keys import table_identity, versions
 from reprogram.cache.store import get_or_build, load_array
 from reprogram.data.audio import load_audio
@@ -157,6 +159,7 @@ def cached_waveforms(
         "data": table_identity(table, identity),
         "sample_rate": int(sample_rate),
         "decoder": versions("soundfile", "torchaudio", "torch", "numpy"),
+        "code": code_fingerprint(*WAVEFORM_MODULES),
     }
     packed, _ = get_or_build(
         cache_dir,
