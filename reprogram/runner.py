@@ -145,29 +145,33 @@ def run_experiment(
             never overwritten).
     """
     rid = run_id(config)
-    done = existing_result(out_dir, rid)
-    if done is not None:
-        return done
-    folder = run_dir(out_dir, rid)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_config(config, folder / "config.yaml")
     from reprogram.methods import NO_BACKBONE, build
 
     with measure(config.training.device) as usage:
         seed_everything(config.seed)
+        # the data are read and checked before anything is written, so a bad path leaves no empty run folder
         table = load_data(config.data.path, config)
+        external = _external_table(config, table.classes) if config.data.test_path else None
+        fingerprint = data_fingerprint(table, external)
+        done = existing_result(out_dir, rid)
+        if done is not None:
+            _check_unchanged(done, fingerprint, config, out_dir)
+            return done
         split = make_split(table, config)
         classes = table.classes
         positive = _positive(config, classes)
         built = build(config, classes)
+        folder = run_dir(out_dir, rid)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_config(config, folder / "config.yaml")
         disk = cache_root(cache_dir) if use_cache else None
         rows = {name: list(idx) for name, idx in split.parts().items() if idx}
         parts = {name: table.subset(idx) for name, idx in rows.items()}
         packed = _waveforms(table, built.sample_rate, disk)  # every clip of the table, shared by every part
         caches = {name: packed for name in parts}
-        if config.data.test_path:
-            parts["external"] = _external_table(config, classes)
-            caches["external"] = _waveforms(parts["external"], built.sample_rate, disk)
+        if external is not None:
+            parts["external"] = external
+            caches["external"] = _waveforms(external, built.sample_rate, disk)
         eval_sets = {
             n: _dataset(t, built.sample_rate, config, classes, "center", caches[n]) for n, t in parts.items()
         }
@@ -177,8 +181,8 @@ def run_experiment(
             )
         else:
             full = _dataset(table, built.sample_rate, config, classes, "center", caches["train"])
-            external = {"external": eval_sets["external"]} if "external" in eval_sets else {}
-            fitted = _fit_features(built, full, rows, external, classes, positive, disk)
+            ext = {"external": eval_sets["external"]} if "external" in eval_sets else {}
+            fitted = _fit_features(built, full, rows, ext, classes, positive, disk)
     result = {
         "schema": SCHEMA_VERSION,
         "run_id": rid,
@@ -194,6 +198,7 @@ def run_experiment(
         "classes": classes,
         "sample_rate": built.sample_rate,
         "split": {"name": split.name, "sizes": {n: len(t) for n, t in parts.items()}, "groups": dict(split.meta)},
+        "data_fingerprint": fingerprint,
         "config": to_dict(config),
         **fitted,
         "wall_time_s": usage["wall_time_s"],
@@ -203,6 +208,38 @@ def run_experiment(
     }
     write_result(out_dir, result)
     return result
+
+
+def data_fingerprint(table: ClipTable, external: ClipTable | None = None) -> dict[str, str]:
+    """What a run's result depends on in its data: every file's identity and segment bounds
+    (:func:`reprogram.cache.keys.table_identity`: path, size, mtime) plus a digest of the labels and groups.
+
+    Returns:
+        ``{"data": digest}`` (and ``"external": digest`` for an external test set).
+    """
+    from reprogram.cache.keys import table_identity
+    from reprogram.cache.store import digest
+
+    out = {}
+    for name, t in (("data", table), ("external", external)):
+        if t is not None:
+            labels = [[r.label, sorted(r.groups.items())] for r in t]
+            out[name] = digest({"audio": table_identity(t)["digest"], "labels": labels})
+    return out
+
+
+def _check_unchanged(done: dict, fingerprint: dict, config: ExperimentConfig, out_dir) -> None:
+    """A completed run is reused only when its data are the ones it measured."""
+    stored = done.get("data_fingerprint")
+    if stored is None or stored == fingerprint:
+        return
+    where = config.data.path or "synthetic"
+    if stored.get("external") != fingerprint.get("external"):
+        where = f"{where} or {config.data.test_path}"
+    raise ValueError(
+        f"the data at {where} changed (audio files, segments, labels or groups) since run {done['run_id']} "
+        f"measured them; delete {run_dir(out_dir, done['run_id'])} to recompute it, or use another --out"
+    )
 
 
 def _positive(config: ExperimentConfig, classes: list[str]) -> int | None:

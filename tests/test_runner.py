@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from safetensors.torch import load_file
 
 from reprogram.config import load_config, run_id
@@ -59,3 +60,41 @@ def _write(tmp_path):
         node[last] = yaml.safe_load(value)
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def _manifest(tmp_path, relabel: int | None = None):
+    """The synthetic call-type corpus as a manifest in ``tmp_path`` (absolute audio paths); ``relabel`` flips
+    one row's label to another class."""
+    import csv
+
+    from reprogram.data.synthetic import SyntheticConfig, ensure_corpus, task_manifest
+
+    source = task_manifest(ensure_corpus(SyntheticConfig()), "call_type")
+    with open(source, newline="") as f:
+        rows = list(csv.DictReader(f))
+    classes = sorted({r["call_type"] for r in rows})
+    for r in rows:
+        r["path"] = str(source.parent / r["path"])
+    if relabel is not None:
+        old = rows[relabel]["call_type"]
+        rows[relabel]["call_type"] = next(c for c in classes if c != old)
+    path = tmp_path / "data" / "manifest.csv"
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+MFCC = ["data.clip_seconds=0.5", "method.name=mfcc", "method.budget=null", "method.options={}"]
+
+
+def test_completed_run_is_not_reused_after_its_data_changed(tmp_path):
+    config = load_config(None, MFCC + [f"data.path={_manifest(tmp_path)}"])
+    first = run_experiment(config, tmp_path / "out", use_cache=False)
+    assert set(first["data_fingerprint"]) == {"data"}
+    assert run_experiment(config, tmp_path / "out", use_cache=False)["created"] == first["created"]  # skipped
+    _manifest(tmp_path, relabel=0)  # same files and config, one label changed
+    with pytest.raises(ValueError, match=rf"changed.*{run_id(config)}.*delete .*runs/{run_id(config)}.*another --out"):
+        run_experiment(config, tmp_path / "out", use_cache=False)
