@@ -176,7 +176,7 @@ def tidy_rows(results: list[dict]) -> list[dict]:
             "name": r["config"].get("name"),
             "method": r["method"],
             "variant": variant(r["config"]["method"].get("options", {})),
-            "setting": setting(r["config"]),
+            "setting": setting(r["config"], r.get("data_fingerprint")),
             "budget": r.get("budget"),
             "backbone": r["backbone"],
             "modality": r["modality"],
@@ -189,7 +189,7 @@ def tidy_rows(results: list[dict]) -> list[dict]:
             **{f"tag.{k}": v for k, v in r["config"]["output"]["tags"].items()},
         }
         for split, values in r["metrics"].items():
-            base["eval_set"] = eval_set(r["config"], split)
+            base["eval_set"] = eval_set(r["config"], split, r.get("data_fingerprint"))
             for metric, value in values.items():
                 if metric == "per_class_recall":
                     for cls, rec in value.items():
@@ -241,11 +241,16 @@ def _short_hash(data: object) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def setting(config: dict) -> str:
+def setting(config: dict, fingerprint: dict | None = None) -> str:
     """Short hash of a run's resolved config minus :data:`SETTING_EXCLUDED` (seed, fold and the system's fields).
 
     Runs of one system (method, variant, budget, backbone) share a setting exactly when every other config
-    value (training, data path, split kind and seed, clip length, backbone options ...) is equal.
+    value (training, data path, split kind and seed, clip length, backbone options ...) is equal, and, when the
+    runner recorded it (``result["data_fingerprint"]``), the data's contents too.
+
+    Args:
+        config: the run's resolved config (``result["config"]``).
+        fingerprint: the result's ``data_fingerprint`` (``{"data": digest, "external": digest}``) or ``None``.
     """
     rest = copy.deepcopy(config)
     for key in SETTING_EXCLUDED:
@@ -255,21 +260,23 @@ def setting(config: dict) -> str:
             node = node.get(p, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(leaf, None)
-    return _short_hash(rest)
+    return _short_hash(rest if fingerprint is None else [rest, fingerprint])
 
 
-def eval_set(config: dict, split: str) -> str:
+def eval_set(config: dict, split: str, fingerprint: dict | None = None) -> str:
     """Short hash naming the clips of ``split``: the data, task and split settings (fold included) for
-    train/val/test; the external table alone for ``external`` (every fold and seed is scored on its clips)."""
+    train/val/test; the external table alone for ``external`` (every fold and seed is scored on its clips).
+    With the result's ``data_fingerprint`` the data's contents are part of it."""
     def get(key: str) -> object:
         node: object = config
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         return node
 
+    fingerprint = fingerprint or {}
     if split == "external":
-        return _short_hash(["external", get("data.test_path"), get("task.label_column")])
-    return _short_hash([split, *(get(k) for k in EVAL_SET_KEYS)])
+        return _short_hash(["external", get("data.test_path"), get("task.label_column"), fingerprint.get("external")])
+    return _short_hash([split, *(get(k) for k in EVAL_SET_KEYS), fingerprint.get("data")])
 
 
 # --------------------------------------------------------------------------------------------------

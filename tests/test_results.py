@@ -144,3 +144,6 @@ def test_setting_and_eval_set_columns():
     assert eval_set(cfg("split.fold=1"), "test") != eval_set(cfg(), "test") != eval_set(cfg(), "val")
     ext = ["data.test_path=ext.csv"]
     assert eval_set(cfg("split.fold=1", *ext), "external") == eval_set(cfg(*ext), "external")
+    changed = {"data": "other-digest"}  # same path, other file contents (the runner's data_fingerprint)
+    assert setting(cfg(), changed) != setting(cfg(), {"data": "digest"})
+    assert eval_set(cfg(), "test", changed) != eval_set(cfg(), "test", {"data": "digest"})
