@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from reprogram.cache.store import cache_root
-from reprogram.config import ExperimentConfig, load_config, run_id, save_config, to_dict
+from reprogram.config import ConfigError, ExperimentConfig, load_config, run_id, save_config, to_dict
 from reprogram.data.records import ClipTable
 from reprogram.metrics import classification_metrics
 from reprogram.results import SCHEMA_VERSION, environment, existing_result, measure, run_dir, utc_now, write_result
@@ -75,12 +75,18 @@ def make_split(table: ClipTable, config: ExperimentConfig):
     if s.kind == "grouped":
         train_f = 1 - s.val_fraction - s.test_fraction
         return splits.grouped_split(table, group, (train_f, s.val_fraction, s.test_fraction), seed=s.seed)
+    if s.kind == "kfold" and group is not None:
+        raise ConfigError(
+            f"split.kind=kfold ignores groups, so one {group} could be in train and test while "
+            f"task.group_column={group!r} is set; use split.kind=group_kfold (or logo) to keep each {group} in one "
+            "part, or set task.group_column=null if the clips truly are independent"
+        )
     if s.kind == "kfold":
         folds = splits.stratified_kfold(table, k=s.n_folds, seed=s.seed)
     elif s.kind == "group_kfold":
         folds = splits.grouped_kfold(table, group, k=s.n_folds, seed=s.seed)
     else:
-        folds = splits.leave_one_group_out(table, group)
+        folds = splits.leave_one_group_out(table, group, val_fraction=s.val_fraction, seed=s.seed)
     if s.fold >= len(folds):
         raise ValueError(f"split.fold={s.fold} but this {s.kind} split has {len(folds)} folds; use 0..{len(folds) - 1}")
     return folds[s.fold]

@@ -98,3 +98,23 @@ def test_completed_run_is_not_reused_after_its_data_changed(tmp_path):
     _manifest(tmp_path, relabel=0)  # same files and config, one label changed
     with pytest.raises(ValueError, match=rf"changed.*{run_id(config)}.*delete .*runs/{run_id(config)}.*another --out"):
         run_experiment(config, tmp_path / "out", use_cache=False)
+
+
+def test_make_split_honours_logo_options_and_refuses_ungrouped_kfold_with_groups():
+    from reprogram.config import ConfigError
+    from reprogram.runner import load_data, make_split
+
+    def val_groups(*extra):  # the validation recorders of each of the 4 leave-one-recorder-out folds
+        configs = [load_config(None, ["data.path=synthetic", "split.kind=logo", f"split.fold={f}", *extra])
+                   for f in range(4)]
+        table = load_data(configs[0].data.path, configs[0])
+        return [make_split(table, c).meta["val"] for c in configs]
+
+    base = val_groups()
+    assert any(val_groups(f"split.seed={seed}") != base for seed in range(1, 6))  # the seed draws the val groups
+    assert val_groups("split.val_fraction=0.5") != base  # about half of the remaining recorders validate
+    config = load_config(None, ["data.path=synthetic", "split.kind=kfold"])
+    with pytest.raises(ConfigError, match="group_kfold.*task.group_column=null"):
+        make_split(load_data(config.data.path, config), config)
+    ungrouped = load_config(None, ["data.path=synthetic", "split.kind=kfold", "task.group_column=null"])
+    assert make_split(load_data(ungrouped.data.path, ungrouped), ungrouped).test

@@ -55,7 +55,8 @@ def test_linear_probe_features_computed_once_across_runs_seeds_and_folds(tmp_pat
     with backbone_calls() as calls:
         again = run_experiment(load_config(None, PROBE), tmp_path / "b", cache_dir=cache)  # same run, new folder
         other_seed = run_experiment(load_config(None, [*PROBE, "seed=1"]), tmp_path / "a", cache_dir=cache)
-        other_fold = run_experiment(load_config(None, [*PROBE, "split.kind=kfold", "split.n_folds=3", "split.fold=1"]),
+        other_fold = run_experiment(load_config(None, [*PROBE, "split.kind=kfold", "split.n_folds=3", "split.fold=1",
+                                                               "task.group_column=null"]),
                                     tmp_path / "a", cache_dir=cache)
         other_layer = run_experiment(load_config(None, [*PROBE, "method.options.layer=1"]), tmp_path / "a",
                                      cache_dir=cache)
