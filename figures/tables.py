@@ -34,6 +34,11 @@ def _fmt(x, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def _p(x: float | None) -> str:
+    """A p-value; below 0.001 (a bootstrap p of 0 only means below its resolution) as ``<0.001``."""
+    return "–" if x is None else ("<0.001" if x < 0.001 else f"{x:.3f}")
+
+
 def _params(n: float) -> str:
     n = float(n)
     for unit, scale in (("M", 1e6), ("k", 1e3)):
@@ -147,8 +152,8 @@ def _cells(r: dict, columns: list[str]) -> list[str]:
         "macro-F1": _fmt(r["macro_f1"]),
         "units": str(r["n_units"]),
         "Δ vs ref": "–" if r["delta"] is None else f"{r['delta']:+.3f}",
-        "p (bootstrap)": _fmt(r["p_bootstrap"]),
-        "p (Wilcoxon)": _fmt(r["p_wilcoxon"]),
+        "p (bootstrap)": _p(r["p_bootstrap"]),
+        "p (Wilcoxon)": _p(r["p_wilcoxon"]),
     }
     return [cells[c] for c in columns]
 

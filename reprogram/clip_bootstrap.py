@@ -19,7 +19,8 @@ CLIP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "average
 
 def resample_weights(m: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """``(R, M)`` clip counts of ``R`` bootstrap resamples of ``M`` clips (each row sums to ``M``)."""
-    return rng.multinomial(m, np.full(m, 1.0 / m), size=n_resamples).astype(np.float64)
+    picks = rng.integers(0, m, size=(n_resamples, m)) + m * np.arange(n_resamples)[:, None]  # (R, M) clip indices
+    return np.bincount(picks.ravel(), minlength=n_resamples * m).reshape(n_resamples, m).astype(np.float64)
 
 
 def _confusion(target: np.ndarray, pred: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
