@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
+import torch
 from torch import nn
 
 from reprogram.config import ConfigError, ExperimentConfig
@@ -61,6 +62,8 @@ class Built:
         features: a :class:`FeatureMethod` (features computed once, then a classifier fitted on train and
             selected on val) for methods without a torch model; ``None`` otherwise.
         label_names: the backbone's source label names (for label-mapping figures).
+        prepare: called once with the center-cropped training dataset before training starts (e.g. prompt
+            tuning initialises its prompts from real frames); ``None`` when the method needs nothing.
     """
 
     model: nn.Module | None
@@ -69,6 +72,7 @@ class Built:
     components: dict = field(default_factory=dict)
     features: FeatureMethod | None = None
     label_names: tuple[str, ...] = ()
+    prepare: Callable[[Sequence], None] | None = None
 
 
 class FeatureMethod:
@@ -327,12 +331,48 @@ def peft_builder(method: str) -> Builder:
             opts[PEFT_BUDGET[method]] = config.method.budget
         backbone = _backbone(config)
         rate = _native_rate(config, backbone)
-        peft.apply(backbone, method, **opts)
+        handle = peft.apply(backbone, method, **opts)
         model = SpeechClassifier(backbone, _head(config, backbone, len(classes), head, head_options))
         counts = {**component_counts(model), "method": peft.trainable_parameters(backbone)}
-        return Built(model, rate, backbone.spec.modality, counts)
+        prepare = None
+        if hasattr(handle, "init_from_frames"):  # prompt tuning starts from real frames, as benchmarks/peft_speech
+
+            def prepare(train_data: Sequence) -> None:
+                init_prompts_from_frames(backbone, handle, train_data, config.seed)
+
+        return Built(model, rate, backbone.spec.modality, counts, prepare=prepare)
 
     return build_peft
+
+
+@torch.no_grad()
+def init_prompts_from_frames(backbone, handle, train_data: Sequence, seed: int, clips: int = 8) -> None:
+    """Set prompt tuning's prompts to frames of the UNPROMPTED backbone on the first ``clips`` training clips.
+
+    The prompt wrappers (instance ``forward`` attributes of the encoder layers) are set aside for that one
+    forward pass, so the frames are the plain model's, as ``benchmarks/peft_speech.py`` draws them before
+    attaching.
+
+    Args:
+        backbone: the speech backbone ``handle`` is attached to.
+        handle: the attached :class:`reprogram.peft.prompt.PromptTuning`.
+        train_data: items ``(wave (N,), target, ...)`` of the training split (deterministic crop).
+        seed: seed of the frame sampling.
+        clips: how many clips give frames.
+    """
+    from reprogram.peft.base import encoder_layers
+
+    waves = torch.stack([train_data[i][0] for i in range(min(clips, len(train_data)))])  # (B, N)
+    wrapped = {layer: vars(layer).pop("forward") for layer in encoder_layers(backbone) if "forward" in vars(layer)}
+    was = backbone.training
+    try:
+        backbone.eval()
+        plain = backbone(waves)  # hidden states: L + 1 tensors (B, T, D)
+    finally:
+        backbone.train(was)
+        for layer, forward in wrapped.items():
+            layer.forward = forward
+    handle.init_from_frames(plain.hidden_states, plain.mask, seed=seed)
 
 
 def probe_builder(head: str) -> Builder:

@@ -262,6 +262,8 @@ def _positive(config: ExperimentConfig, classes: list[str]) -> int | None:
 def _train_model(config, built, train_table, eval_sets, classes, positive, folder: Path, progress, cache) -> dict:
     model = built.model
     train_set = _dataset(train_table, built.sample_rate, config, classes, "random", cache)
+    if built.prepare is not None:  # e.g. prompts from real frames of the first training clips (center crops)
+        built.prepare(eval_sets["train"])
     example = eval_sets.get("val", train_set)[0][0][None]  # (1, N)
     program = _program(model)
     before = _render(program, example) if program is not None else None

@@ -78,3 +78,28 @@ def test_seed_reaches_the_random_mapping_and_the_lowrank_init():
     assert any(not torch.equal(x, y) for x, y in zip(p1, p2, strict=True))
     a3, _ = state("seed=2", "method.options.mapper_options.seed=1")
     assert torch.equal(a3, a1)
+
+
+@pytest.mark.parametrize("method", ["prompt", "deep_prompt"])
+def test_prompt_tuning_starts_from_unprompted_frames(method):
+    """As in benchmarks/peft_speech.py: every prompt vector is a frame of the plain model on training clips,
+    and the prompts stay attached afterwards."""
+    import backbones
+
+    config = load_config(None, [f"method.name={method}", "backbone.name=tiny:hubert", "method.budget=3", "seed=4"])
+    built = build(config, CLASSES)
+    g = torch.Generator().manual_seed(0)
+    clips = [(0.1 * torch.randn(4000, generator=g), 0) for _ in range(3)]
+    plain = backbones.create("tiny:hubert").eval()
+    with torch.no_grad():
+        reference = plain(torch.stack([c[0] for c in clips]))  # the unprompted model (same tiny weights)
+        prompted_before = built.model.backbone(clips[0][0][None]).features
+    built.prepare(clips)
+    prompts = getattr(built.model.backbone, f"peft_{method}").prompts.detach()  # (P, D) or (L, P, D)
+    for layer, rows in enumerate(prompts if method == "deep_prompt" else prompts[None]):
+        frames = reference.hidden_states[layer].reshape(-1, rows.shape[-1])  # (B*T, D)
+        assert all(torch.isclose(frames, row, atol=1e-5).all(-1).any() for row in rows)
+    with torch.no_grad():
+        prompted_after = built.model.backbone(clips[0][0][None]).features
+    assert not torch.allclose(prompted_after, reference.features[:1], atol=1e-4)  # the prompts still act
+    assert not torch.allclose(prompted_after, prompted_before)  # the prompts changed

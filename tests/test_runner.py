@@ -118,3 +118,17 @@ def test_make_split_honours_logo_options_and_refuses_ungrouped_kfold_with_groups
         make_split(load_data(config.data.path, config), config)
     ungrouped = load_config(None, ["data.path=synthetic", "split.kind=kfold", "task.group_column=null"])
     assert make_split(load_data(ungrouped.data.path, ungrouped), ungrouped).test
+
+
+def test_runner_prompt_tuning_initialises_prompts_from_frames(tmp_path, monkeypatch):
+    """The runner calls the method's prepare step on training clips (prompt init from frames, as the benchmark)."""
+    import reprogram.methods as methods
+
+    seen = []
+    real = methods.init_prompts_from_frames
+    monkeypatch.setattr(methods, "init_prompts_from_frames", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
+    config = load_config(None, ["data.path=synthetic", "data.clip_seconds=0.25", "method.name=prompt",
+                                "method.budget=2", "backbone.name=tiny:hubert", "training.epochs=1", "seed=3",
+                                "training.batch_size=64"])
+    run_experiment(config, tmp_path, use_cache=False)
+    assert seen == [3]
