@@ -49,6 +49,14 @@ class DataConfig:
         sample_rate: waveform rate in Hz; ``None`` uses the backbone's own rate (its ``InputSpec``).
         synthetic: options of the synthetic corpus (``reprogram.data.synthetic.SyntheticConfig``: seed,
             snr_db, n_individuals ...) when ``path`` is ``None`` or ``synthetic[:task]``.
+        format: layout of ``path``: ``auto`` (detect), ``manifest``, ``raven``, ``hainan`` or ``folder``.
+        path_column: manifest column with the audio path.
+        start_column: manifest column with segment starts in seconds (``None``: whole files).
+        end_column: manifest column with segment ends in seconds.
+        on_error: ``error`` stops at the first bad row; ``skip`` drops bad rows (listed in the table's
+            ``skipped``) and goes on.
+        options: the format loader's own options (``audio_dir``, ``background_windows``, ``label_regex``,
+            ``delimiter``, ``verify_audio`` ...; see ``reprogram.data.loaders.load_table``).
     """
 
     path: str | None = None
@@ -56,8 +64,20 @@ class DataConfig:
     clip_seconds: float = 5.0
     sample_rate: int | None = None
     synthetic: dict[str, Any] = field(default_factory=dict)
+    format: str = "auto"
+    path_column: str = "path"
+    start_column: str | None = None
+    end_column: str | None = None
+    on_error: str = "error"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from reprogram.data.loaders import FORMATS
+
+        if self.format not in FORMATS:
+            raise ConfigError(f"data.format={self.format!r}; use one of {FORMATS}")
+        if self.on_error not in ("error", "skip"):
+            raise ConfigError(f"data.on_error={self.on_error!r}; use error (stop at a bad row) or skip (drop it)")
         if self.clip_seconds <= 0:
             raise ConfigError(f"data.clip_seconds={self.clip_seconds}; set a positive length in seconds")
         if self.sample_rate is not None and self.sample_rate <= 0:

@@ -60,7 +60,11 @@ def load_data(path: str | None, config: ExperimentConfig) -> ClipTable:
             )
         manifest = ensure_corpus(SyntheticConfig(**config.data.synthetic))
         return load_table(task_manifest(manifest, name), label_column=task.label_column, group_columns=groups)
-    return load_table(path, label_column=task.label_column, group_columns=groups)
+    d = config.data
+    return load_table(
+        path, label_column=task.label_column, group_columns=groups, path_column=d.path_column,
+        start_column=d.start_column, end_column=d.end_column, format=d.format, on_error=d.on_error, **d.options,
+    )
 
 
 def make_split(table: ClipTable, config: ExperimentConfig):

@@ -62,7 +62,7 @@ def _write(tmp_path):
     return path
 
 
-def _manifest(tmp_path, relabel: int | None = None):
+def _manifest(tmp_path, relabel: int | None = None, path_column: str = "path", broken: int | None = None):
     """The synthetic call-type corpus as a manifest in ``tmp_path`` (absolute audio paths); ``relabel`` flips
     one row's label to another class."""
     import csv
@@ -74,7 +74,9 @@ def _manifest(tmp_path, relabel: int | None = None):
         rows = list(csv.DictReader(f))
     classes = sorted({r["call_type"] for r in rows})
     for r in rows:
-        r["path"] = str(source.parent / r["path"])
+        r[path_column] = str(source.parent / r.pop("path"))
+    if broken is not None:
+        rows[broken][path_column] = str(tmp_path / "missing.flac")
     if relabel is not None:
         old = rows[relabel]["call_type"]
         rows[relabel]["call_type"] = next(c for c in classes if c != old)
@@ -132,3 +134,21 @@ def test_runner_prompt_tuning_initialises_prompts_from_frames(tmp_path, monkeypa
                                 "training.batch_size=64"])
     run_experiment(config, tmp_path, use_cache=False)
     assert seen == [3]
+
+
+def test_data_config_reaches_the_loader(tmp_path):
+    """The fixes the loader's errors suggest (on_error=skip, path column, format) are expressible in the config."""
+    from reprogram.config import ConfigError
+
+    path = _manifest(tmp_path, path_column="file", broken=5)
+    base = [*MFCC, f"data.path={path}", "data.path_column=file", "data.format=manifest"]
+    with pytest.raises(FileNotFoundError, match="missing.flac"):
+        run_experiment(load_config(None, base), tmp_path / "out", use_cache=False)
+    assert not (tmp_path / "out").exists()  # nothing written for data that do not load
+    with pytest.warns(UserWarning, match="skipped 1 row"):
+        result = run_experiment(load_config(None, [*base, "data.on_error=skip"]), tmp_path / "out", use_cache=False)
+    assert sum(result["split"]["sizes"].values()) == 119  # the one bad row of 120 dropped
+    with pytest.raises(ConfigError, match="data.on_error"):
+        load_config(None, ["data.on_error=ignore"])
+    with pytest.raises(ConfigError, match="data.format"):
+        load_config(None, ["data.format=csv"])
