@@ -454,17 +454,22 @@ def resolve(config_path: str | None, overrides: Sequence[str], test_data: str | 
     return load_config(config_path, overrides)
 
 
+def summary(result: dict) -> str:
+    """One line about a run, naming the split its score is on (test, or val when the split has no test part)."""
+    part = "test" if "test" in result["metrics"] else "val"
+    return (
+        f"run {result['run_id']}: {result['method']} on {result['backbone'] or 'no backbone'} "
+        f"{part} balanced accuracy {result['metrics'][part]['balanced_accuracy']:.3f} "
+        f"({result['params']['trainable']} trainable parameters, {result['wall_time_s']:.1f} s)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """``reprogram run``: run one experiment and print where its result is."""
     config = resolve(args.config, args.overrides, args.test_data)
     result = run_experiment(config, args.out, progress=args.progress, cache_dir=args.cache_dir,
                             use_cache=args.cache)
-    test = result["metrics"].get("test") or result["metrics"].get("val")
-    print(
-        f"run {result['run_id']}: {config.method.name} on {result['backbone'] or 'no backbone'} "
-        f"test balanced accuracy {test['balanced_accuracy']:.3f} "
-        f"({result['params']['trainable']} trainable parameters, {result['wall_time_s']:.1f} s)"
-    )
+    print(summary(result))
     print(f"result: {run_dir(args.out, result['run_id']) / 'result.json'}")
     return 0
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from reprogram.config import load_config, run_id
 from reprogram.results import result_path, run_dir
-from reprogram.runner import main, run_experiment
+from reprogram.runner import main, run_experiment, summary
 
 OVERRIDES = ["data.path=synthetic", "data.clip_seconds=0.5", "data.sample_rate=8000", "method.name=program",
              "method.budget=2", "method.options.transform=pad", "method.options.mapper=flm", "backbone.name=tiny:vit",
@@ -43,7 +43,14 @@ def test_cli_run_with_overrides(tmp_path, capsys):
             "--set", "method.options={}"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "result:" in out and "trainable parameters" in out
+    assert "result:" in out and "trainable parameters" in out and "test balanced accuracy" in out
+    result = json.loads(next(tmp_path.glob("runs/*/result.json")).read_text())
+    del result["metrics"]["test"]  # a split without a test part: the line names val, not test
+    assert "val balanced accuracy" in summary(result) and "test" not in summary(result)
+    bad = tmp_path / "bad"
+    with pytest.raises(FileNotFoundError):
+        main([str(_write(tmp_path)), "--out", str(bad), "--set", "data.path=/nonexistent/manifest.csv"])
+    assert not bad.exists()  # data are checked before the run folder and config.yaml are written
 
 
 def _write(tmp_path):
