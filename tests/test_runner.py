@@ -32,10 +32,39 @@ def test_program_run_files_and_resume(tmp_path):
     assert first["label_mapping"]["kind"] == "FrequencyMapping" and len(first["label_mapping"]["targets"]) == 4
     assert first["modality"] == "image" and first["backbone"] == "tiny:vit"
 
-    result_path(tmp_path, run_id(config)).unlink()  # as if killed after the last checkpoint
-    again = run_experiment(config, tmp_path)
-    assert again["training"]["resumed_from"] == 1
-    assert again["metrics"] == first["metrics"]
+
+
+class Killed(Exception):
+    """Stands in for the process being killed."""
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """A run killed right after epoch 1 of 2 resumes from that checkpoint, trains epoch 2 and ends with the
+    uninterrupted run's metrics and FLM assignment."""
+    import reprogram.train as train_module
+
+    config = load_config(None, OVERRIDES)
+    whole = run_experiment(config, tmp_path / "whole", cache_dir=tmp_path / "cache")
+    real = train_module._save_checkpoint
+
+    def save_then_die(ckpt, epoch, *args, **kwargs):
+        real(ckpt, epoch, *args, **kwargs)
+        raise Killed(f"killed after epoch {epoch + 1}")
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    with pytest.raises(Killed, match="after epoch 1"):
+        run_experiment(config, tmp_path / "cut", cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(train_module, "_save_checkpoint", real)
+    assert not result_path(tmp_path / "cut", run_id(config)).exists()
+    resumed = run_experiment(config, tmp_path / "cut", cache_dir=tmp_path / "cache")
+    assert resumed["training"]["resumed_from"] == 0 and whole["training"]["resumed_from"] is None
+    assert resumed["training"]["epochs_run"] == whole["training"]["epochs_run"] == 2
+    assert resumed["metrics"] == whole["metrics"]
+    assert resumed["label_mapping"] == whole["label_mapping"]
+    states = [load_file(str(run_dir(tmp_path / o, run_id(config)) / "trainable.safetensors")) for o in ("whole", "cut")]
+    assert states[0]["mapper.assignment"].tolist() == states[1]["mapper.assignment"].tolist()
+    for key in states[0]:
+        assert states[0][key].equal(states[1][key]), key
 
 
 def test_cli_run_with_overrides(tmp_path, capsys):
