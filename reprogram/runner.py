@@ -135,7 +135,7 @@ def run_experiment(
     progress: bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
-) -> dict:
+) -> dict | None:
     """Run ``config`` unless ``DIR/runs/<run id>/result.json`` exists; return its result.
 
     Frozen work is cached on disk (content-addressed, :mod:`reprogram.cache`) and shared by every run, seed
@@ -150,14 +150,21 @@ def run_experiment(
         cache_dir: the cache folder (``None``: ``$REPROGRAM_CACHE`` or ``~/.cache/gibbon-reprogram``).
         use_cache: ``False`` keeps everything in memory for this run only (nothing written to the cache).
 
+    Under ``torchrun`` every rank trains its shard of each global batch (:mod:`reprogram.distributed`); rank 0
+    alone writes ``config.yaml``, the safetensors and ``result.json`` and evaluates, and the other ranks return
+    ``None``.
+
     Raises:
         reprogram.results.CorruptResultError: a result file exists for this run but cannot be read (it is
             never overwritten).
     """
     rid = run_id(config)
+    from reprogram import distributed
     from reprogram.methods import NO_BACKBONE, build
 
-    with measure(config.training.device) as usage:
+    # under torchrun every rank trains its shard; rank 0 alone writes files and evaluates (the others wait at the
+    # session's closing barrier); a plain process is rank 0 of a world of 1
+    with distributed.session(config.training.device) as env, measure(config.training.device) as usage:
         seed_everything(config.seed)
         # the data are read and checked before anything is written, so a bad path leaves no empty run folder
         table = load_data(config.data.path, config)
@@ -171,9 +178,12 @@ def run_experiment(
         classes = table.classes
         positive = _positive(config, classes)
         built = build(config, classes)
+        if built.model is None and not env.is_main:
+            return None  # feature methods have nothing to train in parallel: rank 0 computes and fits alone
         folder = run_dir(out_dir, rid)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_config(config, folder / "config.yaml")
+        if env.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_config(config, folder / "config.yaml")
         disk = cache_root(cache_dir) if use_cache else None
         rows = {name: list(idx) for name, idx in split.parts().items() if idx}
         parts = {name: table.subset(idx) for name, idx in rows.items()}
@@ -187,12 +197,15 @@ def run_experiment(
         }
         if built.model is not None:
             fitted = _train_model(
-                config, built, parts["train"], eval_sets, classes, positive, folder, progress, caches["train"]
+                config, built, parts["train"], eval_sets, classes, positive, folder, progress, caches["train"],
+                env.is_main,
             )
         else:
             full = _dataset(table, built.sample_rate, config, classes, "center", caches["train"])
             ext = {"external": eval_sets["external"]} if "external" in eval_sets else {}
             fitted = _fit_features(built, full, rows, ext, classes, positive, disk)
+    if not env.is_main:
+        return None
     result = {
         "schema": SCHEMA_VERSION,
         "run_id": rid,
@@ -263,7 +276,11 @@ def _positive(config: ExperimentConfig, classes: list[str]) -> int | None:
     return classes.index(config.task.positive_label)
 
 
-def _train_model(config, built, train_table, eval_sets, classes, positive, folder: Path, progress, cache) -> dict:
+def _train_model(
+    config, built, train_table, eval_sets, classes, positive, folder: Path, progress, cache, is_main: bool = True
+) -> dict | None:
+    """Train (every rank under torchrun), then on rank 0 only save the trainable state and program renders and
+    evaluate every part; other ranks return ``None``."""
     model = built.model
     train_set = _dataset(train_table, built.sample_rate, config, classes, "random", cache)
     if built.prepare is not None:  # e.g. prompts from real frames of the first training clips (center crops)
@@ -283,6 +300,8 @@ def _train_model(config, built, train_table, eval_sets, classes, positive, folde
         positive=positive,
         progress=progress,
     )
+    if not is_main:
+        return None
     save_file(outcome.state, str(folder / "trainable.safetensors"), metadata={"best_epoch": str(outcome.best_epoch)})
     if program is not None:
         after = _render(program, example)
@@ -469,6 +488,8 @@ def run(args: argparse.Namespace) -> int:
     config = resolve(args.config, args.overrides, args.test_data)
     result = run_experiment(config, args.out, progress=args.progress, cache_dir=args.cache_dir,
                             use_cache=args.cache)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     print(summary(result))
     print(f"result: {run_dir(args.out, result['run_id']) / 'result.json'}")
     return 0

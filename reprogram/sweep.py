@@ -186,6 +186,15 @@ def run_sweep(
         raise ValueError(f"executor {executor!r} unknown; use one of {EXECUTORS}")
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: use at least 1")
+    if jobs > 1:
+        from reprogram.distributed import DistEnv
+
+        if DistEnv.from_environ().enabled:
+            raise ValueError(
+                f"--jobs {jobs} under torchrun would start {jobs} parallel runs inside every rank of one data-parallel "
+                "job; use --jobs 1 under torchrun (each run is then trained data-parallel), or run the sweep "
+                "without torchrun to run several one-process runs side by side"
+            )
     spec = load_sweep(spec) if not isinstance(spec, dict) else spec
     configs = expand(spec)
     out = Path(out_dir)

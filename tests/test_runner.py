@@ -188,3 +188,14 @@ def test_data_config_reaches_the_loader(tmp_path):
         load_config(None, ["data.on_error=ignore"])
     with pytest.raises(ConfigError, match="data.format"):
         load_config(None, ["data.format=csv"])
+
+
+def test_sweep_refuses_parallel_jobs_under_torchrun(tmp_path, monkeypatch):
+    from reprogram.sweep import run_sweep
+
+    for key, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    spec = {"name": "s", "config": {"method": {"name": "mfcc"}}, "methods": [{"name": "mfcc"}], "seeds": [0]}
+    with pytest.raises(ValueError, match="--jobs 1 under torchrun"):
+        run_sweep(spec, tmp_path, jobs=2)
+    assert not any(tmp_path.iterdir())
