@@ -199,3 +199,30 @@ def test_sweep_refuses_parallel_jobs_under_torchrun(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--jobs 1 under torchrun"):
         run_sweep(spec, tmp_path, jobs=2)
     assert not any(tmp_path.iterdir())
+
+
+def test_torchrun_two_processes_write_one_result_equal_to_one_process(tmp_path):
+    """`reprogram run` under torchrun (2 CPU ranks, gloo): rank 0 alone prints and writes, and the result equals
+    the one-process run's (same global batch)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
+    env.update(PYTHONPATH=os.pathsep.join([str(root), env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    sets = [arg for item in OVERRIDES for arg in ("--set", item)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "reprogram.runner", str(_write(tmp_path)), "--out", str(tmp_path / "ddp"),
+               "--cache-dir", str(tmp_path / "cache"), *sets]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("balanced accuracy") == 1  # rank 0 reports, once
+    config = load_config(None, OVERRIDES)
+    ddp = json.loads(result_path(tmp_path / "ddp", run_id(config)).read_text())
+    one = run_experiment(config, tmp_path / "one", cache_dir=tmp_path / "cache")
+    assert ddp["label_mapping"] == one["label_mapping"]
+    for part, metrics in one["metrics"].items():
+        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+            assert ddp["metrics"][part][key] == pytest.approx(metrics[key], abs=1e-6), (part, key)
