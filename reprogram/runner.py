@@ -7,7 +7,9 @@ validation, evaluates on train / val / test
 (and ``external`` with ``--test-data``) and writes ``DIR/runs/<run id>/result.json`` atomically, next to
 ``config.yaml``, ``trainable.safetensors`` (selected trainable state), ``checkpoint/`` (per-epoch state to
 resume from) and, for programs, ``program.safetensors`` (an example input before and after training).
-A completed run is skipped; an interrupted one resumes from its last checkpoint. Frozen work (decoded clips,
+A completed run is skipped (after checking that its data, fingerprinted in the result, are unchanged: else it
+raises with the fix); an interrupted one resumes from its last checkpoint. Under ``torchrun`` the ranks train
+data-parallel and rank 0 writes and evaluates. Frozen work (decoded clips,
 features of probes and MFCC) comes from the disk cache of :mod:`reprogram.cache`, shared by every run.
 """
 
