@@ -137,7 +137,10 @@ class MfccFeatures(FeatureMethod):
             np.save(folder / "features.npy", x.astype(np.float32))
             return {"shape": list(x.shape)}
 
+        from reprogram.cache.code import code_fingerprint, dataset_code
+
         parts = {"data": dataset.cache_key_parts(), "features": "mfcc_statistics",
+                 "code": code_fingerprint(mfcc_features, *dataset_code(dataset)),
                  "options": dict(sorted(self.feature_options.items())),
                  "versions": versions("torch", "torchaudio", "numpy")}
         x, _ = get_or_build(cache_dir, "features", parts, build, lambda folder: load_array(folder, "features"))

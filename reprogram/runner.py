@@ -316,7 +316,7 @@ def _train_model(
         loader = DataLoader(ds, batch_size=config.training.batch_size, num_workers=config.training.num_workers)
         y, scores = predict(model, loader, config.training.device)
         metrics[name] = classification_metrics(y, scores, classes, positive)
-        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist()}
+        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist(), "ids": _clip_ids(ds.table)}
     trainable, total = count_parameters(model)
     components = model.budget() if hasattr(model, "budget") else built.components  # norms of the trained program
     return {
@@ -381,6 +381,11 @@ def _label_mapping(model, classes: list[str], label_names: tuple[str, ...], top:
     }
 
 
+def _clip_ids(table) -> list[str]:
+    """One id per clip (file and segment), so clip-level statistics pair systems by clip, not by position."""
+    return [f"{r.path}#{r.start_s}-{r.end_s}" for r in table]
+
+
 def _fit_features(
     built, full, rows: dict[str, list[int]], external: dict, classes: list[str], positive: int | None,
     cache_dir: Path | None,
@@ -399,6 +404,9 @@ def _fit_features(
     x_all, y_all = method.featurize(full, cache_dir), np.asarray(full.targets)  # (M, D), (M,)
     data = {name: (x_all[idx], y_all[idx]) for name, idx in rows.items()}
     data.update({name: (method.featurize(ds, cache_dir), np.asarray(ds.targets)) for name, ds in external.items()})
+    all_ids = _clip_ids(full.table)
+    ids = {name: [all_ids[i] for i in idx] for name, idx in rows.items()}
+    ids.update({name: _clip_ids(ds.table) for name, ds in external.items()})
     method.fit(*data["train"], *data["val"])
     metrics, predictions = {}, {}
     for name, (x, y) in data.items():
@@ -406,7 +414,7 @@ def _fit_features(
         proba[:, method.classes_] = method.predict_proba(x)
         scores = np.log(proba + 1e-12)
         metrics[name] = classification_metrics(y, scores, classes, positive)
-        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist()}
+        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist(), "ids": ids[name]}
     n = method.num_parameters()
     return {
         "params": {

@@ -127,6 +127,10 @@ def test_mfcc_features_cached_and_keyed_by_options(tmp_path):
     assert _entries(cache, "features") == [entry]
     assert (read_meta(entry)["created"], (entry / "features.npy").stat().st_mtime_ns) == created
     assert again["metrics"] == first["metrics"]
+    assert "code" in read_meta(entry)["parts"], "MFCC features must be keyed by the code that computes them"
+    for split in ("train", "val", "test"):
+        stored = first["predictions"][split]
+        assert len(stored["ids"]) == len(stored["target"]) == len(set(stored["ids"]))  # clip ids pair systems by clip
     plain = run_experiment(load_config(None, MFCC), tmp_path / "c", use_cache=False)
     assert plain["metrics"] == first["metrics"]
 
