@@ -46,3 +46,15 @@ def danum_dir() -> Path:
 def caller_id_dir() -> Path:
     """../shared/data/gibbon-caller-id (60 clips, 12 individuals); skips where absent."""
     return _shared("gibbon-caller-id")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: tiny models gain nothing from threads, and on a loaded machine
+    oversubscription slows them 10x. Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,13 +9,7 @@ import backbones
 from backbones.base import BackboneOutput
 from reprogram.heads import AttentivePoolingHead, LinearHead, SpeechClassifier, WeightedSumHead, build_head
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

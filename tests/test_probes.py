@@ -9,13 +9,7 @@ import torch
 import backbones
 from reprogram.probes import fit_linear_probe, per_layer_probes, pooled_features, train_weighted_sum_probe
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def layered(n=120, layers=4, width=6, informative=2, seed=0) -> tuple[np.ndarray, np.ndarray]:
