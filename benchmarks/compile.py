@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import time
 from pathlib import Path
 
-from step_models import IMAGE_BACKBONE, SPEECH_BACKBONE, build_method, clips, machine_line, make_step, median, timed
+from step_models import (
+    IMAGE_BACKBONE,
+    SPEECH_BACKBONE,
+    build_method,
+    clips,
+    finish,
+    machine_line,
+    make_step,
+    median,
+    timed,
+)
 
 from reprogram.accel import AccelConfig, apply_accel, autocast_context
 
@@ -75,10 +84,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{method:12s} {variant:14s} batch {args.batch}: first step {row['first_step_s']:7.1f} s, then "
                   f"median {row['step_s_median']:.2f} s ({row['speedup_vs_eager']:.2f}x eager)  [{row['clips']}]",
                   flush=True)
-    print(machine_line())
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1))
-    return rows
+    return finish(rows, args.json)
 
 
 if __name__ == "__main__":

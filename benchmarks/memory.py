@@ -23,7 +23,17 @@ import sys
 from pathlib import Path
 
 import torch
-from step_models import IMAGE_BACKBONE, METHODS, SPEECH_BACKBONE, build_method, clips, machine_line, make_step, median
+from step_models import (
+    IMAGE_BACKBONE,
+    METHODS,
+    SPEECH_BACKBONE,
+    build_method,
+    clips,
+    finish,
+    machine_line,
+    make_step,
+    median,
+)
 from step_models import timed as timed_calls
 
 MB = 1024 * 1024
@@ -124,10 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"{method:14s} ckpt {'on ' if ckpt else 'off'} batch {row['batch']}: resident "
                   f"{row['resident_mb']:7.1f} MB, step peak {row['step_peak_mb']:7.1f} MB, step needs "
                   f"{row['step_extra_mb']:7.1f} MB, step {row['step_s_median']:.2f} s  [{row['clips']}]", flush=True)
-    print(machine_line())
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1))
-    return rows
+    return finish(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ danum-gibbon clips when ``../shared/data/danum-gibbon`` exists (else seeded nois
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -144,3 +145,19 @@ def machine_line() -> str:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
             f"load average {load}")
+
+
+def finish(rows: list[dict], json_path: Path | None) -> list[dict]:
+    """End a benchmark: print the machine line again (load may have changed) and write ``rows`` as JSON if asked.
+
+    Args:
+        rows: one dict per measurement.
+        json_path: output file, or None to print only.
+
+    Returns:
+        ``rows``.
+    """
+    print(machine_line())
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=1))
+    return rows
