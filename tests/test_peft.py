@@ -54,6 +54,22 @@ def train_steps(backbone, steps: int = 3, lr: float = 0.05) -> None:
     backbone.eval()
 
 
+def check_padded_batch_matches_single_clip(b):
+    """Assert that the shorter clip of a padded batch of two gives the last hidden state it gives alone.
+
+    Returns:
+        the batch output and the number of frames of the clip alone.
+    """
+    x = wave(seconds=0.6)  # (2, N)
+    lengths = torch.tensor([x.shape[1], x.shape[1] // 2])
+    with torch.no_grad():
+        batch = b(x, lengths)
+        alone = b(x[1:, : lengths[1]])
+    frames = alone.hidden_states[-1].shape[1]
+    torch.testing.assert_close(batch.hidden_states[-1][1, :frames], alone.hidden_states[-1][0], atol=1e-5, rtol=1e-4)
+    return batch, frames
+
+
 def frozen_state(backbone) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in backbone.named_parameters() if not p.requires_grad}
 
@@ -165,13 +181,7 @@ def test_prompted_padded_batch_matches_single_clips(name, method):
     if method == "adaption":
         with torch.no_grad():
             b.peft_adaption.gates.fill_(0.5)
-    x = wave(seconds=0.6)
-    lengths = torch.tensor([x.shape[1], x.shape[1] // 2])
-    with torch.no_grad():
-        batch = b(x, lengths)
-        alone = b(x[1:, : lengths[1]])
-    frames = alone.hidden_states[-1].shape[1]
-    torch.testing.assert_close(batch.hidden_states[-1][1, :frames], alone.hidden_states[-1][0], atol=1e-5, rtol=1e-4)
+    batch, frames = check_padded_batch_matches_single_clip(b)
     assert batch.mask is not None and int(batch.mask[1].sum()) == frames
 
 
@@ -341,13 +351,7 @@ def test_prompts_with_4d_attention_masks(attn_implementation, method):
     if method == "adaption":
         with torch.no_grad():
             handle.gates.fill_(0.5)
-    x = wave(seconds=0.6)
-    lengths = torch.tensor([x.shape[1], x.shape[1] // 2])
-    with torch.no_grad():
-        batch = b(x, lengths)
-        alone = b(x[1:, : lengths[1]])
-    frames = alone.hidden_states[-1].shape[1]
-    torch.testing.assert_close(batch.hidden_states[-1][1, :frames], alone.hidden_states[-1][0], atol=1e-5, rtol=1e-4)
+    check_padded_batch_matches_single_clip(b)
 
 
 @pytest.mark.slow
