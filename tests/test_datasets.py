@@ -149,6 +149,8 @@ def test_hainan_tables_find_recordings_and_background(tmp_path):
     assert len(background) == 2 and all(r.end_s - r.start_s == pytest.approx(6.2) for r in background)
     with pytest.raises(TableFileNotFoundError, match="no recording named"):
         load_table(tmp_path / "Labels")  # audio is not next to the tables
+    with pytest.raises(TableError, match=r"\.data:3: missing group value in column\(s\) \['Notes'\]"):
+        load_table(tmp_path / "Labels", audio_dir=tmp_path / "Train", group_columns=["Notes"])
 
 
 def test_folder_per_class_and_regex_labels(tmp_path):

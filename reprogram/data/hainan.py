@@ -103,13 +103,12 @@ def load_hainan(
             if start is None or end is None or end <= start:
                 policy.fail(source, f"call [{start}, {end}] s is empty", "correct Start/End")
                 continue
-            label = row.get(label_column, "")
-            if not label:
-                policy.fail(source, f"missing label in column {label_column!r}", "fill in the label or delete it")
+            if not policy.check_cells(source, row, label_column, group_columns):
                 continue
+            label = row[label_column]
             if not policy.check_audio(source, audio, start, end):
                 continue
-            groups = {**groups0, **{g: row.get(g, "") for g in group_columns}}
+            groups = {**groups0, **{g: row[g] for g in group_columns}}
             meta = {k: v for k, v in row.items() if k not in ("Start", "End", label_column, *group_columns)}
             records.append(ClipRecord(audio, label, groups, start, end, source, meta))
         first = next((r.groups for r in records if r.path == audio), None)

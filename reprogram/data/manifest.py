@@ -48,6 +48,18 @@ class RowPolicy:
         cls = TableFileNotFoundError if missing_file else TableError
         raise cls(f"{source}: {reason}. Fix: {fix} (or load with on_error='skip' to skip and report such rows).")
 
+    def check_cells(self, source: str, row: dict, label_column: str | None, group_columns: Sequence[str]) -> bool:
+        """Check that the row's label (when ``label_column`` is set) and group cells are filled; returns whether
+        the row is kept."""
+        if label_column and not row.get(label_column):
+            self.fail(source, f"missing label in column {label_column!r}", "fill in the label or delete the row")
+            return False
+        empty = [g for g in group_columns if not row.get(g)]
+        if empty:
+            self.fail(source, f"missing group value in column(s) {empty}", "fill in the group or delete the row")
+            return False
+        return True
+
     def info(self, path: str) -> AudioInfo | Exception:
         """Header of ``path`` (cached), or the exception reading it raised."""
         if path not in self._info:
@@ -194,14 +206,9 @@ def load_manifest(
         if not row.get(path_column):
             policy.fail(source, f"empty {path_column!r} cell", "fill in the audio path or delete the row")
             continue
-        label = row.get(label_column, "") if label_column else None
-        if label_column and not label:
-            policy.fail(source, f"missing label in column {label_column!r}", "fill in the label or delete the row")
+        if not policy.check_cells(source, row, label_column, group_columns):
             continue
-        empty = [g for g in group_columns if not row.get(g)]
-        if empty:
-            policy.fail(source, f"missing group value in column(s) {empty}", "fill in the group or delete the row")
-            continue
+        label = row[label_column] if label_column else None
         try:
             start = parse_seconds(row.get(start_column)) if start_column else None
             end = parse_seconds(row.get(end_column)) if end_column else None

@@ -223,14 +223,9 @@ def load_raven(
                 continue
             if offset is not None:
                 begin, end = offset, offset + (end - begin)
-            label = row.get(label_column, "")
-            if not label:
-                policy.fail(source, f"missing label in column {label_column!r}", "fill in the label or delete it")
+            if not policy.check_cells(source, row, label_column, group_columns):
                 continue
-            empty = [g for g in group_columns if not row.get(g)]
-            if empty:
-                policy.fail(source, f"missing group value in column(s) {empty}", "fill in the group or delete it")
-                continue
+            label = row[label_column]
             if not policy.check_audio(source, audio, begin, end):
                 continue
             groups = {"recording": Path(audio).stem, **{g: row[g] for g in group_columns}}
