@@ -291,8 +291,9 @@ def _run_here(spec: dict, out: Path, log) -> dict:
 
 
 def summary_markdown(title: str, results: list[dict], summary: dict, out: Path, data: str) -> str:
-    """A suite's summary: setting, wall time and the results table (mean, bootstrap 95% CI over seeds x folds,
-    trainable parameters, paired comparisons against the reference)."""
+    """A suite's summary: setting, wall time and the results table (mean with a bootstrap 95% CI: seeds are
+    averaged within each fold, then folds are resampled when there are at least 5, test clips otherwise; trainable
+    parameters; paired comparisons against the reference)."""
     from figures.tables import table_rows, to_markdown
 
     first = min(results, key=lambda r: (r["seed"], r["fold"]))
