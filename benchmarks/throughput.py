@@ -1,0 +1,342 @@
+"""Issue 7 (a): training throughput of each method's real training path vs the backbone's bare forward + backward.
+
+Method path (what ``reprogram run`` trains): the runner's data helpers (``load_data``, ``make_split``, the
+memory-mapped waveform cache of every clip, a random-crop ``WaveformDataset`` of the training split), the loader
+of :func:`reprogram.threads.make_loader`, the model built by :func:`reprogram.methods.build` from an
+``ExperimentConfig`` (transform + backbone + mapper/head), cross-entropy, backward, gradient clipping, AdamW and
+the warm-up/cosine schedule, step for step as :func:`reprogram.train.train` runs them.
+
+Bare path: the same backbone object (PEFT methods: with their adapters/prompts attached) on ready-made inputs of
+its own input shape (the method's transform applied once to a real batch, detached: images ``(B, 3, H, W)``,
+frames ``(B, 3, T, H, W)``, waveforms ``(B, N)`` for Whisper, whose forward takes waveforms), forward + backward
+of the sum of the output the method reads (logits or pooled features); the gradient goes to the input for
+programs and to the adapted parameters for PEFT (reported per row). No data loading, head, loss or optimizer.
+
+Ratio = method clips/s / bare clips/s (goal >= 0.95). The method step is split into sections timed with
+``time.perf_counter`` (forward hooks on the transform, the backbone's front end, the backbone and the
+mapper/head; CPU execution is synchronous, so wall sections are exact): data wait, transform, front end,
+backbone, mapper, loss/other, backward, optimizer. Both paths use the thread plan of
+:func:`reprogram.threads.configure_threads` for the loader's worker count.
+
+Usage: python benchmarks/throughput.py [--methods pad_linear,lora_qv_r8] [--batch 32] [--repeats 10]
+       [--synthetic] [--tiny] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_models import ROOT, finish, machine_line  # noqa: E402
+
+from reprogram.config import ExperimentConfig, config_from_dict  # noqa: E402
+from reprogram.methods import Built, build  # noqa: E402
+from reprogram.runner import _dataset, _waveforms, load_data, make_split  # noqa: E402
+from reprogram.threads import configure_threads, make_loader  # noqa: E402
+from reprogram.train import epoch_seed, make_optimizer, seed_everything, unpack, warmup_cosine  # noqa: E402
+
+#: name -> (backbone, tiny twin, method.name, method.budget, method.options)
+METHODS: dict[str, tuple[str, str, str, int | None, dict]] = {
+    "pad_linear": ("offline:efficientnet_lite0", "tiny:vit", "program", None, {"transform": "pad", "mapper": "linear"}),
+    "video_program": ("offline:efficientnet_lite0_video", "tiny:r3d", "program", None,
+                      {"transform": "video", "mapper": "linear"}),
+    "wave_program": ("offline:whisper_tiny_en", "tiny:whisper", "program", None, {"transform": "wave_embed"}),
+    "lora_qv_r8": ("offline:whisper_tiny_en", "tiny:whisper", "lora", 8, {"targets": ["q", "v"]}),
+    "prompt_p8": ("offline:whisper_tiny_en", "tiny:whisper", "prompt", 8, {}),
+}
+SECTIONS = ("data_wait", "transform", "frontend", "backbone", "mapper", "loss_other", "backward", "optimizer")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]) -> None:
+    """Options shared by throughput.py and scaling.py."""
+    parser.add_argument("--methods", default=",".join(methods), help=f"comma-separated, of {sorted(METHODS)}")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 32; --tiny: 4)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default: see --help of each)")
+    parser.add_argument("--synthetic", action="store_true", help="synthetic corpus instead of danum-gibbon")
+    parser.add_argument("--tiny", action="store_true", help="tiny:* random backbones, 1 s clips, a few clips (tests)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="folder holding danum-gibbon/ (default ../shared/data)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="waveform cache folder (default: a fresh temporary folder, removed afterwards)")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (training.num_workers)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cores given to configure_threads (default: every core this process may use)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+
+
+def parse_methods(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise SystemExit(f"--methods: unknown {unknown or '(none)'}; choose from {', '.join(METHODS)}")
+    return names
+
+
+def data_choice(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``(data.path, what it is)``: danum-gibbon, or the synthetic corpus (asked for, or danum-gibbon absent)."""
+    folder = args.data_dir / "danum-gibbon"
+    if args.synthetic:
+        return None, "synthetic call-type corpus (--synthetic)"
+    if not (folder / "manifest.csv").is_file():
+        return None, f"synthetic call-type corpus (real recordings not found at {folder})"
+    return str(folder), f"danum-gibbon ({folder})"
+
+
+def experiment_config(name: str, args: argparse.Namespace, data_path: str | None, batch: int,
+                      budget: int | None = None, epochs: int = 1) -> ExperimentConfig:
+    """The ``ExperimentConfig`` of method ``name`` as ``reprogram run`` would resolve it."""
+    backbone, tiny, method, default_budget, options = METHODS[name]
+    task = {"label_column": "label", "group_column": "recorder"} if data_path else {"label_column": "call_type"}
+    return config_from_dict({
+        "seed": args.seed,
+        "data": {"path": data_path or "synthetic", "clip_seconds": 1.0 if args.tiny else 5.0},
+        "task": task,
+        "method": {"name": method, "budget": default_budget if budget is None else budget, "options": dict(options)},
+        "backbone": {"name": tiny if args.tiny else backbone},
+        "training": {"batch_size": batch, "epochs": epochs, "patience": None, "num_workers": args.num_workers},
+    })
+
+
+def train_rows(config: ExperimentConfig) -> tuple:
+    """``(table, train row indices, val row indices)`` of the runner's split of ``config``'s data."""
+    table = load_data(config.data.path, config)
+    parts = make_split(table, config).parts()
+    return table, list(parts["train"]), list(parts["val"])
+
+
+def cycled(rows: Sequence[int], n: int) -> list[int]:
+    """The first ``n`` of ``rows``, cycled when ``n`` exceeds them."""
+    return [rows[i % len(rows)] for i in range(n)]
+
+
+def datasets(config: ExperimentConfig, built: Built, table, rows: Sequence[int], cache_dir: Path):
+    """Random-crop (training) and center-crop datasets of ``table[rows]`` over the runner's waveform cache.
+
+    Returns:
+        ``(train set, center set, seconds to open/build the cache)``.
+    """
+    sub = table.subset(rows)
+    t0 = time.perf_counter()
+    packed = _waveforms(sub, built.sample_rate, cache_dir)
+    opened = time.perf_counter() - t0
+    train = _dataset(sub, built.sample_rate, config, table.classes, "random", packed)
+    center = _dataset(sub, built.sample_rate, config, table.classes, "center", packed)
+    return train, center, opened
+
+
+class SectionTimer:
+    """Wall seconds spent inside named submodules, accumulated through forward pre-/post-hooks."""
+
+    def __init__(self, parts: dict[str, nn.Module | None]) -> None:
+        self.totals = {name: 0.0 for name in parts}
+        self.handles = []
+        for name, module in parts.items():
+            if module is None:
+                continue
+            starts: list[float] = []  # a stack: a module may call itself nested
+            self.handles.append(module.register_forward_pre_hook(lambda *_, s=starts: s.append(time.perf_counter())))
+            self.handles.append(module.register_forward_hook(lambda *_, s=starts, n=name: self._add(n, s.pop())))
+
+    def _add(self, name: str, start: float) -> None:
+        self.totals[name] += time.perf_counter() - start
+
+    def take(self) -> dict[str, float]:
+        out, self.totals = self.totals, dict.fromkeys(self.totals, 0.0)
+        return out
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def parts_of(model: nn.Module) -> dict[str, nn.Module | None]:
+    """The transform, the backbone's own front end (inside it), the backbone and the mapper/head of ``model``."""
+    backbone = model.backbone
+    frontend = getattr(backbone, "frontend", None)
+    return {
+        "transform": getattr(model, "transform", None) or getattr(model, "program", None),
+        "frontend": frontend if isinstance(frontend, nn.Module) else None,
+        "backbone": backbone,
+        "mapper": getattr(model, "mapper", None) or getattr(model, "head", None),
+    }
+
+
+def endless(loader, model: nn.Module, seed: int) -> Iterator:
+    """Batches of epoch 0, 1, ... with the training loop's per-epoch seeding, ``set_epoch`` and ``start_epoch``."""
+    epoch = 0
+    while True:
+        seed_everything(epoch_seed(seed, epoch))
+        loader.set_epoch(epoch)
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(loader, epoch)
+        yield from loader
+        epoch += 1
+
+
+def method_steps(config: ExperimentConfig, model: nn.Module, train_set, steps: int,
+                 cores: int | None = None) -> tuple[list[dict], int]:
+    """Run 1 + ``steps`` training steps as :func:`reprogram.train.train` does; sections of the timed ones.
+
+    Args:
+        cores: cores given to :func:`reprogram.threads.configure_threads` (``None``: all usable).
+
+    Returns:
+        ``(one dict of section seconds plus "step" and "clips" per timed step, loader workers)``.
+    """
+    tc = config.training
+    seed_everything(epoch_seed(config.seed, -1))
+    optimizer = make_optimizer(model, tc)
+    steps_per_epoch = len(train_set) // tc.batch_size
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(max(1, steps_per_epoch) * tc.epochs, tc.warmup_fraction, tc.min_lr_ratio))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
+    # drop_last: every timed step has the full batch, as the bare path does
+    loader = make_loader(train_set, tc.batch_size, True, config.seed, tc.num_workers, tc.device, drop_last=True)
+    configure_threads(loader.num_workers, cores)
+    timer = SectionTimer(parts_of(model))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    batches = endless(loader, model, config.seed)
+    rows = []
+    try:
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            batch = next(batches)
+            t1 = time.perf_counter()
+            wave, target = unpack(batch)
+            wave, target = wave.to(tc.device), target.to(tc.device)
+            timer.take()
+            logits = model(wave)  # (B, K)
+            loss = loss_fn(logits.float(), target)
+            t2 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            t3 = time.perf_counter()
+            loss.backward()
+            t4 = time.perf_counter()
+            if tc.grad_clip is not None:
+                nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss.item()
+            t5 = time.perf_counter()
+            inside = timer.take()
+            if i == 0:
+                continue  # warm-up
+            backbone_own = inside["backbone"] - inside["frontend"]  # the front end runs inside the backbone
+            rows.append({
+                "data_wait": t1 - t0, "transform": inside["transform"], "frontend": inside["frontend"],
+                "backbone": backbone_own, "mapper": inside["mapper"],
+                "loss_other": (t2 - t1) - inside["transform"] - inside["backbone"] - inside["mapper"],
+                "backward": t4 - t3, "optimizer": (t3 - t2) + (t5 - t4), "step": t5 - t0, "clips": len(target),
+            })
+    finally:
+        timer.remove()
+    return rows, loader.num_workers
+
+
+def bare_steps(model: nn.Module, example: torch.Tensor, steps: int) -> tuple[list[float], str, tuple[int, ...]]:
+    """Backbone forward + backward on ready-made inputs (the transform's output on a real batch, detached).
+
+    Returns:
+        ``(seconds of each timed step, where the gradient goes, the input shape)``.
+    """
+    backbone = model.backbone
+    with torch.no_grad():
+        program = parts_of(model)["transform"]
+        x = (program(example) if program is not None else example).detach().clone()  # backbone input (B, ...)
+    adapted = [p for p in backbone.parameters() if p.requires_grad]
+    if not adapted:
+        x.requires_grad_(True)
+    target = "adapted parameters" if adapted else "input"
+    reads_logits = getattr(getattr(model, "mapper", None), "input_kind", "features") == "logits"
+    model.train()  # the frozen backbone stays in eval; attached adapters follow, as in the method step
+
+    def step() -> None:
+        out = backbone(x)
+        (out.logits if reads_logits else out.features).float().sum().backward()
+        x.grad = None
+        for p in adapted:
+            p.grad = None
+
+    step()  # warm-up
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times, target, tuple(x.shape)
+
+
+def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_dir: Path) -> dict:
+    """One row: method and bare clips/s, their ratio, and the method step's mean section seconds."""
+    config = experiment_config(name, args, data_path, args.batch)
+    table, rows, _ = train_rows(config)
+    built = build(config, table.classes)
+    n = max(len(rows), args.batch) if args.clips is None else args.clips
+    train_set, center, opened = datasets(config, built, table, cycled(rows, n), cache_dir)
+    if built.prepare is not None:  # e.g. prompts from frames of the first training clips, as the runner does
+        built.prepare(center)
+    steps, workers = method_steps(config, built.model, train_set, args.repeats, args.threads)
+    example = torch.stack([center[i % len(center)][0] for i in range(args.batch)])  # (B, N)
+    bare, grad_to, shape = bare_steps(built.model, example, args.repeats)
+    clips, seconds = sum(s["clips"] for s in steps), sum(s["step"] for s in steps)
+    method_rate, bare_rate = clips / seconds, args.batch * len(bare) / sum(bare)
+    return {
+        "method": name, "backbone": config.backbone.name, "batch": args.batch, "timed_steps": len(steps),
+        "train_clips": n, "workers": workers, "threads": torch.get_num_threads(), "cache_open_s": opened,
+        "method_clips_per_s": method_rate, "bare_clips_per_s": bare_rate, "ratio": method_rate / bare_rate,
+        "bare_grad_to": grad_to, "bare_input_shape": list(shape),
+        "sections_s": {k: sum(s[k] for s in steps) / len(steps) for k in (*SECTIONS, "step")},
+    }
+
+
+def print_row(row: dict) -> None:
+    sec = row["sections_s"]
+    print(f"{row['method']:<14} {row['backbone']:<33} B={row['batch']:<3} method {row['method_clips_per_s']:7.2f} "
+          f"clips/s  bare {row['bare_clips_per_s']:7.2f} clips/s  ratio {row['ratio']:.3f}  "
+          f"(bare: grad to {row['bare_grad_to']}, input {tuple(row['bare_input_shape'])})")
+    shares = "  ".join(f"{k} {1e3 * sec[k]:.1f} ms ({sec[k] / sec['step']:.0%})" for k in SECTIONS)
+    print(f"{'':14} step {1e3 * sec['step']:.1f} ms = {shares}")
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser, list(METHODS))
+    parser.add_argument("--clips", type=int, default=None,
+                        help="training clips in the loader (default: the split's train part; --tiny: 8)")
+    args = parser.parse_args(argv)
+    args.batch = args.batch or (4 if args.tiny else 32)
+    args.repeats = args.repeats or (1 if args.tiny else 10)
+    args.clips = args.clips or (8 if args.tiny else None)
+    if args.batch < 1 or args.repeats < 1 or (args.clips is not None and args.clips < args.batch):
+        raise SystemExit("--batch and --repeats must be >= 1 and --clips >= --batch")
+    methods = parse_methods(args.methods)
+    data_path, source = data_choice(args)
+    configure_threads(args.num_workers, args.threads)  # again per method, after its loader is made
+    print(machine_line())
+    print(f"# data: {source}; {'tiny:* backbones, 1 s clips' if args.tiny else '5 s clips'}; timing: "
+          "time.perf_counter sections (forward hooks); 1 warm-up step, then --repeats steps per path")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="throughput-cache-") as tmp:
+        cache_dir = args.cache_dir or Path(tmp)
+        for name in methods:
+            row = measure(name, args, data_path, cache_dir)
+            row["data"] = source
+            print_row(row)
+            assert all(math.isfinite(v) for v in row["sections_s"].values())
+            rows.append(row)
+    return finish(rows, args.json)
+
+
+if __name__ == "__main__":
+    main()
