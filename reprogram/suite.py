@@ -131,6 +131,9 @@ def add_arguments(
     parser.add_argument("--only", action="append", default=[], metavar="WORD[,WORD]",
                         help="run only the systems whose label (method:transform+mapper@role) contains a word")
     parser.add_argument("--no-figures", action="store_true", help="write results only, no figures")
+    from reprogram.runner import add_cache_arguments
+
+    add_cache_arguments(parser)
 
 
 def resolve_backbones(values: list[str], roles: tuple[str, ...], tiny: bool) -> dict[str, list[str]]:
@@ -230,7 +233,15 @@ def out_dir(name: str, args: argparse.Namespace) -> Path:
     return default_out(name + ("-tiny" if args.tiny else ""))
 
 
-def run_suite(spec: dict, out: str | Path, jobs: int = 1, figures: bool = True, log=print) -> dict:
+def run_suite(
+    spec: dict,
+    out: str | Path,
+    jobs: int = 1,
+    figures: bool = True,
+    log=print,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> dict:
     """Run the missing runs of ``spec`` into ``out`` and draw the figures.
 
     Args:
@@ -239,6 +250,9 @@ def run_suite(spec: dict, out: str | Path, jobs: int = 1, figures: bool = True, 
         jobs: local sweep processes; 0 runs every job in this process, one after another.
         figures: draw figures and tables into ``out/figures`` (as ``reprogram figures out``).
         log: where progress lines go.
+        cache_dir: the cache of decoded clips and frozen features (``None``: ``$REPROGRAM_CACHE`` or
+            ``~/.cache/gibbon-reprogram``).
+        use_cache: ``False`` computes everything in memory in every run (``--no-cache``).
 
     Returns:
         The sweep summary (``runs``, ``skipped``, ``completed``, ``failed``) plus ``figures`` (paths written)
@@ -249,7 +263,10 @@ def run_suite(spec: dict, out: str | Path, jobs: int = 1, figures: bool = True, 
     start = time.perf_counter()
     if jobs < 0:
         raise ValueError(f"--jobs {jobs}: use 0 (in this process) or more")
-    summary = run_sweep(spec, out, jobs=jobs, log=log) if jobs else _run_here(spec, Path(out), log)
+    if jobs:
+        summary = run_sweep(spec, out, jobs=jobs, log=log, cache_dir=cache_dir, use_cache=use_cache)
+    else:
+        summary = _run_here(spec, Path(out), log, cache_dir, use_cache)
     paths: list[Path] = []
     if figures and len(summary["failed"]) < len(summary["runs"]):
         from figures.cli import make_figures
@@ -258,7 +275,7 @@ def run_suite(spec: dict, out: str | Path, jobs: int = 1, figures: bool = True, 
     return {**summary, "figures": paths, "wall_time_s": time.perf_counter() - start}
 
 
-def _run_here(spec: dict, out: Path, log) -> dict:
+def _run_here(spec: dict, out: Path, log, cache_dir: str | Path | None, use_cache: bool) -> dict:
     """The sweep's grid run in this process (same expansion, skip and resume; no process start-up cost)."""
     from reprogram.config import run_id
     from reprogram.results import atomic_write_text
@@ -275,7 +292,7 @@ def _run_here(spec: dict, out: Path, log) -> dict:
     for n, c in enumerate(todo, 1):
         t0 = time.perf_counter()
         try:
-            run_experiment(c, out, progress=False)
+            run_experiment(c, out, progress=False, cache_dir=cache_dir, use_cache=use_cache)
             log(f"[{n}/{len(todo)}] {run_id(c)} {c.method.name} {c.backbone.name} ({time.perf_counter() - t0:.0f} s)")
         except Exception as e:  # one failed run must not stop the others; it is reported
             failed[run_id(c)] = "".join(traceback.format_exception_only(type(e), e))
@@ -333,7 +350,8 @@ def run_command(name: str, systems: list[System], args: argparse.Namespace, base
     out = out_dir(name, args)
     print(f"{title or name}: results folder {out}", flush=True)
     spec = sweep_spec(name, systems, args, base=base)
-    summary = run_suite(spec, out, jobs=args.jobs, figures=not args.no_figures)
+    summary = run_suite(spec, out, jobs=args.jobs, figures=not args.no_figures, cache_dir=args.cache_dir,
+                        use_cache=args.cache)
     ours = set(summary["runs"])
     results = [r for r in read_results(out) if r["run_id"] in ours]
     if not results:

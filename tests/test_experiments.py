@@ -112,3 +112,15 @@ def test_sweep_spec_resolves_data_backbones_and_overrides(tmp_path):
 def test_command_line_errors_name_the_fix(argv, error, match):
     with pytest.raises(error, match=match):
         suite.sweep_spec("x", IMAGE_SYSTEMS + [suite.System("lora", "speech")], _args(argv))
+
+
+def test_suite_cache_options_reach_every_run(tmp_path):
+    """``--cache-dir`` puts the decoded clips and features there; ``--no-cache`` writes nothing to any cache."""
+    off, on = tmp_path / "off", tmp_path / "on"
+    argv = [*TINY, "--no-figures", "--only", "mfcc"]
+    assert _script("speech").main([*argv, "--no-cache", "--cache-dir", str(off), "--out", str(tmp_path / "a")]) == 0
+    assert not off.exists() or not any(off.rglob("*.npy"))
+    assert _script("speech").main([*argv, "--cache-dir", str(on), "--out", str(tmp_path / "b")]) == 0
+    assert any(on.rglob("*.npy"))
+    scores = [[r["metrics"]["test"]["balanced_accuracy"] for r in read_results(tmp_path / d)] for d in "ab"]
+    assert scores[0] == scores[1]
