@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -69,9 +70,22 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]
                         help="waveform cache folder (default: a fresh temporary folder, removed afterwards)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (training.num_workers)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="cores given to configure_threads (default: every core this process may use)")
+                        help="pin this process to N cores (sched_setaffinity), which configure_threads and the "
+                             "training loop read (default: every core it may use)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+
+
+def limit_cores(n: int | None) -> None:
+    """Restrict this process to its first ``n`` usable cores (no-op for ``None`` or where unsupported)."""
+    if n is None:
+        return
+    if n < 1:
+        raise SystemExit(f"--threads must be >= 1, got {n}")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n])
+    else:  # pragma: no cover - macOS, Windows
+        print(f"# --threads {n}: cannot pin cores on this platform; using every core")
 
 
 def parse_methods(text: str) -> list[str]:
@@ -183,12 +197,8 @@ def endless(loader, model: nn.Module, seed: int) -> Iterator:
         epoch += 1
 
 
-def method_steps(config: ExperimentConfig, model: nn.Module, train_set, steps: int,
-                 cores: int | None = None) -> tuple[list[dict], int]:
+def method_steps(config: ExperimentConfig, model: nn.Module, train_set, steps: int) -> tuple[list[dict], int]:
     """Run 1 + ``steps`` training steps as :func:`reprogram.train.train` does; sections of the timed ones.
-
-    Args:
-        cores: cores given to :func:`reprogram.threads.configure_threads` (``None``: all usable).
 
     Returns:
         ``(one dict of section seconds plus "step" and "clips" per timed step, loader workers)``.
@@ -202,7 +212,7 @@ def method_steps(config: ExperimentConfig, model: nn.Module, train_set, steps: i
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
     # drop_last: every timed step has the full batch, as the bare path does
     loader = make_loader(train_set, tc.batch_size, True, config.seed, tc.num_workers, tc.device, drop_last=True)
-    configure_threads(loader.num_workers, cores)
+    configure_threads(loader.num_workers)  # as train() does
     timer = SectionTimer(parts_of(model))
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
@@ -286,7 +296,7 @@ def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_di
     train_set, center, opened = datasets(config, built, table, cycled(rows, n), cache_dir)
     if built.prepare is not None:  # e.g. prompts from frames of the first training clips, as the runner does
         built.prepare(center)
-    steps, workers = method_steps(config, built.model, train_set, args.repeats, args.threads)
+    steps, workers = method_steps(config, built.model, train_set, args.repeats)
     example = torch.stack([center[i % len(center)][0] for i in range(args.batch)])  # (B, N)
     bare, grad_to, shape = bare_steps(built.model, example, args.repeats)
     clips, seconds = sum(s["clips"] for s in steps), sum(s["step"] for s in steps)
@@ -322,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         raise SystemExit("--batch and --repeats must be >= 1 and --clips >= --batch")
     methods = parse_methods(args.methods)
     data_path, source = data_choice(args)
-    configure_threads(args.num_workers, args.threads)  # again per method, after its loader is made
+    limit_cores(args.threads)
+    configure_threads(args.num_workers)  # again per method, after its loader is made
     print(machine_line())
     print(f"# data: {source}; {'tiny:* backbones, 1 s clips' if args.tiny else '5 s clips'}; timing: "
           "time.perf_counter sections (forward hooks); 1 warm-up step, then --repeats steps per path")
