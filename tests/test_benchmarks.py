@@ -1,0 +1,95 @@
+"""benchmarks/throughput.py (issue 7a) and benchmarks/scaling.py (issue 7e) run end to end with --tiny: every
+method gives a row of positive finite numbers and the JSON file holds the printed rows. No timing assertions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def restore_threads():
+    """The scripts pin cores (--threads) and set torch's thread count: give the rest of the session its own back."""
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    threads = torch.get_num_threads()
+    yield
+    if affinity is not None:
+        os.sched_setaffinity(0, affinity)
+    torch.set_num_threads(threads)
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+TINY = ["--tiny", "--threads", "1", "--repeats", "1"]
+
+
+def test_throughput_rows_for_every_method(tmp_path, restore_threads):
+    throughput = _load("throughput")
+    out = tmp_path / "throughput.json"
+    rows = throughput.main([*TINY, "--synthetic", "--json", str(out)])
+    assert [r["method"] for r in rows] == list(throughput.METHODS)
+    for r in rows:
+        assert all(_positive(r[k]) for k in ("method_clips_per_s", "bare_clips_per_s", "ratio")), r
+        assert r["ratio"] == pytest.approx(r["method_clips_per_s"] / r["bare_clips_per_s"])
+        assert r["backbone"].startswith("tiny:") and r["data"].startswith("synthetic")
+        sections = r["sections_s"]
+        assert set(sections) == {*throughput.SECTIONS, "step"}
+        assert all(math.isfinite(v) and v >= 0 for v in sections.values())
+        # the sections partition the step (each timed boundary once)
+        assert sum(sections[k] for k in throughput.SECTIONS) == pytest.approx(sections["step"], rel=1e-6)
+        assert sections["backbone"] > 0 and sections["backward"] > 0 and sections["optimizer"] > 0
+        assert r["bare_input_shape"][0] == r["batch"] == 4
+    by_name = {r["method"]: r for r in rows}
+    assert by_name["lora_qv_r8"]["bare_grad_to"] == "adapted parameters"
+    assert by_name["pad_linear"]["bare_grad_to"] == "input"
+    assert len(by_name["pad_linear"]["bare_input_shape"]) == 4  # images (B, 3, H, W)
+    assert len(by_name["video_program"]["bare_input_shape"]) == 5  # frames (B, 3, T, H, W)
+    assert by_name["wave_program"]["sections_s"]["transform"] > 0  # the waveform program runs outside the backbone
+    assert by_name["lora_qv_r8"]["sections_s"]["frontend"] > 0  # Whisper's log-mel, inside the backbone
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
+
+
+def test_throughput_on_danum_gibbon(danum_dir, tmp_path, restore_threads):
+    rows = _load("throughput").main([*TINY, "--methods", "lora_qv_r8", "--data-dir", str(danum_dir.parent),
+                                     "--cache-dir", str(tmp_path / "cache")])
+    assert rows[0]["data"].startswith("danum-gibbon") and _positive(rows[0]["ratio"])
+    assert any((tmp_path / "cache").iterdir())  # the runner's waveform cache went where it was told
+
+
+def test_scaling_rows_fit_and_budgets(tmp_path, restore_threads):
+    scaling = _load("scaling")
+    out = tmp_path / "scaling.json"
+    rows = scaling.main([*TINY, "--synthetic", "--sizes", "4,8", "--json", str(out)])
+    for method in scaling.DEFAULT_METHODS:
+        clips = [r for r in rows if r["method"] == method and r["kind"] == "clips"]
+        assert [r["clips"] for r in clips] == [4, 8]
+        assert all(_positive(r["epoch_s"]) and _positive(r["s_per_clip"]) for r in clips)
+        (fit,) = [r for r in rows if r["method"] == method and r["kind"] == "clips_fit"]
+        assert _positive(fit["slope_s_per_clip"]) and math.isfinite(fit["intercept_s"])
+        budgets = [r for r in rows if r["method"] == method and r["kind"] == "budget"]
+        assert [r["budget"] for r in budgets] == list(scaling.BUDGETS[method][1])
+        assert budgets[0]["ratio_to_smallest"] == 1.0 and all(_positive(r["ratio_to_smallest"]) for r in budgets)
+        assert budgets[0]["trainable"] < budgets[-1]["trainable"]  # the budget knob really changed the method
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
+
+
+def test_unknown_method_is_refused(restore_threads):
+    with pytest.raises(SystemExit, match="unknown.*choose from"):
+        _load("throughput").main(["--tiny", "--methods", "lora_r8"])
