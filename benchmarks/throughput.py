@@ -16,7 +16,9 @@ Ratio = method clips/s / bare clips/s (goal >= 0.95). The method step is split i
 ``time.perf_counter`` (forward hooks on the transform, the backbone's front end, the backbone and the
 mapper/head; CPU execution is synchronous, so wall sections are exact): data wait, transform, front end,
 backbone, mapper, loss/other, backward, optimizer. Both paths use the thread plan of
-:func:`reprogram.threads.configure_threads` for the loader's worker count.
+:func:`reprogram.threads.configure_threads` for the loader's worker count. After one warm-up step each, method
+and bare steps alternate, so load drift on a shared machine hits both alike. With ``--num-workers`` > 0 (the
+runner's default is 0) the workers also prefetch during the bare steps, so the data wait is then a lower bound.
 
 Usage: python benchmarks/throughput.py [--methods pad_linear,lora_qv_r8] [--batch 32] [--repeats 10]
        [--synthetic] [--tiny] [--json out.json]
@@ -30,7 +32,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -200,68 +202,73 @@ def endless(loader, model: nn.Module, seed: int) -> Iterator:
         epoch += 1
 
 
-def method_steps(config: ExperimentConfig, model: nn.Module, train_set, steps: int) -> tuple[list[dict], int]:
-    """Run 1 + ``steps`` training steps as :func:`reprogram.train.train` does; sections of the timed ones.
+class MethodStepper:
+    """Training steps of ``model`` exactly as :func:`reprogram.train.train` runs them; each call times one.
 
-    Returns:
-        ``(one dict of section seconds plus "step" and "clips" per timed step, loader workers)``.
+    Args:
+        config: the experiment config (its ``training`` section: batch, optimizer, clipping, schedule, workers).
+        model: the built model (``forward(wave (B, N)) -> (B, K)``).
+        train_set: the random-crop training dataset.
     """
-    tc = config.training
-    seed_everything(epoch_seed(config.seed, -1))
-    optimizer = make_optimizer(model, tc)
-    steps_per_epoch = len(train_set) // tc.batch_size
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(max(1, steps_per_epoch) * tc.epochs, tc.warmup_fraction, tc.min_lr_ratio))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
-    # drop_last: every timed step has the full batch, as the bare path does
-    loader = make_loader(train_set, tc.batch_size, True, config.seed, tc.num_workers, tc.device, drop_last=True)
-    configure_threads(loader.num_workers)  # as train() does
-    timer = SectionTimer(parts_of(model))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    model.train()
-    batches = endless(loader, model, config.seed)
-    rows = []
-    try:
-        for i in range(steps + 1):
-            t0 = time.perf_counter()
-            batch = next(batches)
-            t1 = time.perf_counter()
-            wave, target = unpack(batch)
-            wave, target = wave.to(tc.device), target.to(tc.device)
-            timer.take()
-            logits = model(wave)  # (B, K)
-            loss = loss_fn(logits.float(), target)
-            t2 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            t3 = time.perf_counter()
-            loss.backward()
-            t4 = time.perf_counter()
-            if tc.grad_clip is not None:
-                nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss.item()
-            t5 = time.perf_counter()
-            inside = timer.take()
-            if i == 0:
-                continue  # warm-up
-            backbone_own = inside["backbone"] - inside["frontend"]  # the front end runs inside the backbone
-            rows.append({
-                "data_wait": t1 - t0, "transform": inside["transform"], "frontend": inside["frontend"],
-                "backbone": backbone_own, "mapper": inside["mapper"],
-                "loss_other": (t2 - t1) - inside["transform"] - inside["backbone"] - inside["mapper"],
-                "backward": t4 - t3, "optimizer": (t3 - t2) + (t5 - t4), "step": t5 - t0, "clips": len(target),
-            })
-    finally:
-        timer.remove()
-    return rows, loader.num_workers
+
+    def __init__(self, config: ExperimentConfig, model: nn.Module, train_set) -> None:
+        tc = self.tc = config.training
+        self.model = model
+        seed_everything(epoch_seed(config.seed, -1))
+        self.optimizer = make_optimizer(model, tc)
+        steps_per_epoch = max(1, len(train_set) // tc.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(steps_per_epoch * tc.epochs, tc.warmup_fraction, tc.min_lr_ratio))
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
+        # drop_last: every timed step has the full batch, as the bare path does
+        loader = make_loader(train_set, tc.batch_size, True, config.seed, tc.num_workers, tc.device, drop_last=True)
+        configure_threads(loader.num_workers)  # as train() does
+        self.workers = loader.num_workers
+        self.timer = SectionTimer(parts_of(model))
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.batches = endless(loader, model, config.seed)
+
+    def __call__(self) -> dict:
+        """One step; returns its section seconds (they add up to ``"step"``) and ``"clips"``."""
+        tc, model = self.tc, self.model
+        model.train()
+        t0 = time.perf_counter()
+        batch = next(self.batches)
+        t1 = time.perf_counter()
+        wave, target = unpack(batch)
+        wave, target = wave.to(tc.device), target.to(tc.device)
+        self.timer.take()
+        logits = model(wave)  # (B, K)
+        loss = self.loss_fn(logits.float(), target)
+        t2 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        t3 = time.perf_counter()
+        loss.backward()
+        t4 = time.perf_counter()
+        if tc.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.trainable, tc.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        loss.item()
+        t5 = time.perf_counter()
+        inside = self.timer.take()
+        return {
+            "data_wait": t1 - t0, "transform": inside["transform"], "frontend": inside["frontend"],
+            "backbone": inside["backbone"] - inside["frontend"],  # the front end runs inside the backbone
+            "mapper": inside["mapper"],
+            "loss_other": (t2 - t1) - inside["transform"] - inside["backbone"] - inside["mapper"],
+            "backward": t4 - t3, "optimizer": (t3 - t2) + (t5 - t4), "step": t5 - t0, "clips": len(target),
+        }
+
+    def close(self) -> None:
+        self.timer.remove()
 
 
-def bare_steps(model: nn.Module, example: torch.Tensor, steps: int) -> tuple[list[float], str, tuple[int, ...]]:
+def bare_stepper(model: nn.Module, example: torch.Tensor) -> tuple[Callable[[], float], str, tuple[int, ...]]:
     """Backbone forward + backward on ready-made inputs (the transform's output on a real batch, detached).
 
     Returns:
-        ``(seconds of each timed step, where the gradient goes, the input shape)``.
+        ``(a function timing one step, where the gradient goes, the input shape)``.
     """
     backbone = model.backbone
     with torch.no_grad():
@@ -272,26 +279,26 @@ def bare_steps(model: nn.Module, example: torch.Tensor, steps: int) -> tuple[lis
         x.requires_grad_(True)
     target = "adapted parameters" if adapted else "input"
     reads_logits = getattr(getattr(model, "mapper", None), "input_kind", "features") == "logits"
-    model.train()  # the frozen backbone stays in eval; attached adapters follow, as in the method step
 
-    def step() -> None:
+    def step() -> float:
+        model.train()  # the frozen backbone stays in eval; attached adapters follow, as in the method step
+        t0 = time.perf_counter()
         out = backbone(x)
         (out.logits if reads_logits else out.features).float().sum().backward()
         x.grad = None
         for p in adapted:
             p.grad = None
+        return time.perf_counter() - t0
 
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times, target, tuple(x.shape)
+    return step, target, tuple(x.shape)
 
 
 def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_dir: Path) -> dict:
-    """One row: method and bare clips/s, their ratio, and the method step's mean section seconds."""
+    """One row: method and bare clips/s, their ratio, and the method step's mean section seconds.
+
+    After one warm-up step of each, method and bare steps alternate (``--repeats`` of each), so a change of
+    machine load during the measurement hits both paths alike.
+    """
     config = experiment_config(name, args, data_path, args.batch)
     table, rows, _ = train_rows(config)
     built = build(config, table.classes)
@@ -299,16 +306,25 @@ def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_di
     train_set, center, opened = datasets(config, built, table, cycled(rows, n), cache_dir)
     if built.prepare is not None:  # e.g. prompts from frames of the first training clips, as the runner does
         built.prepare(center)
-    steps, workers = method_steps(config, built.model, train_set, args.repeats)
+    method = MethodStepper(config, built.model, train_set)
     example = torch.stack([center[i % len(center)][0] for i in range(args.batch)])  # (B, N)
-    bare, grad_to, shape = bare_steps(built.model, example, args.repeats)
+    bare_step, grad_to, shape = bare_stepper(built.model, example)
+    try:
+        method(), bare_step()  # warm-up
+        steps, bare = [], []
+        for _ in range(args.repeats):
+            steps.append(method())
+            bare.append(bare_step())
+    finally:
+        method.close()
     clips, seconds = sum(s["clips"] for s in steps), sum(s["step"] for s in steps)
     method_rate, bare_rate = clips / seconds, args.batch * len(bare) / sum(bare)
     return {
         "method": name, "backbone": config.backbone.name, "batch": args.batch, "timed_steps": len(steps),
-        "train_clips": n, "workers": workers, "threads": torch.get_num_threads(), "cache_open_s": opened,
+        "train_clips": n, "workers": method.workers, "threads": torch.get_num_threads(), "cache_open_s": opened,
         "method_clips_per_s": method_rate, "bare_clips_per_s": bare_rate, "ratio": method_rate / bare_rate,
         "bare_grad_to": grad_to, "bare_input_shape": list(shape),
+        "method_step_s": [s["step"] for s in steps], "bare_step_s": bare,
         "sections_s": {k: sum(s[k] for s in steps) / len(steps) for k in (*SECTIONS, "step")},
     }
 
@@ -341,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     configure_threads(args.num_workers)  # again per method, after its loader is made
     print(machine_line())
     print(f"# data: {source}; {'tiny:* backbones, 1 s clips' if args.tiny else '5 s clips'}; timing: "
-          "time.perf_counter sections (forward hooks); 1 warm-up step, then --repeats steps per path")
+          "time.perf_counter sections (forward hooks); 1 warm-up step each, then --repeats method and bare steps "
+          "alternating")
     rows = []
     with tempfile.TemporaryDirectory(prefix="throughput-cache-") as tmp:
         cache_dir = args.cache_dir or Path(tmp)
