@@ -79,6 +79,10 @@ class SplitBackbone:
         h, mask = self._embed(wave, None if full else lengths)  # (B, T, D)
         return self._run_layers(h, mask, 0, self.cut)[-1] if self.cut else h, mask
 
+    def lower_hidden(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` equal-length clips -> the input of layer ``cut``, ``(B, T, D)`` (what a cache stores)."""
+        return self.lower(wave)[0]
+
     def upper(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> BackboneOutput:
         """Layers ``cut..L-1`` (and the final norm) on the input of layer ``cut``.
 

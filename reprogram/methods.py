@@ -64,6 +64,9 @@ class Built:
         label_names: the backbone's source label names (for label-mapping figures).
         prepare: called once with the center-cropped training dataset before training starts (e.g. prompt
             tuning initialises its prompts from real frames); ``None`` when the method needs nothing.
+        cut: the trained part starts at the input of encoder layer ``cut`` (prompt tuning: 0; LoRA on layers
+            >= k: k), so the runner may cache the frozen activations below it (:mod:`reprogram.prefix`);
+            ``None`` when the method trains from the waveform.
     """
 
     model: nn.Module | None
@@ -73,6 +76,7 @@ class Built:
     features: FeatureMethod | None = None
     label_names: tuple[str, ...] = ()
     prepare: Callable[[Sequence], None] | None = None
+    cut: int | None = None
 
 
 class FeatureMethod:
@@ -334,6 +338,7 @@ def peft_builder(method: str) -> Builder:
             opts[PEFT_BUDGET[method]] = config.method.budget
         backbone = _backbone(config)
         rate = _native_rate(config, backbone)
+        _top_k(method, opts, backbone)
         handle = peft.apply(backbone, method, **opts)
         model = SpeechClassifier(backbone, _head(config, backbone, len(classes), head, head_options))
         counts = {**component_counts(model), "method": peft.trainable_parameters(backbone)}
@@ -343,9 +348,41 @@ def peft_builder(method: str) -> Builder:
             def prepare(train_data: Sequence) -> None:
                 init_prompts_from_frames(backbone, handle, train_data, config.seed)
 
-        return Built(model, rate, backbone.spec.modality, counts, prepare=prepare)
+        return Built(model, rate, backbone.spec.modality, counts, prepare=prepare, cut=_cut(method, opts))
 
     return build_peft
+
+
+#: PEFT methods whose adapters live in ``options.layers`` only (``options.top_k`` chooses the top k)
+LAYERED = ("lora", "dora", "ia3")
+
+
+def _top_k(method: str, opts: dict, backbone) -> None:
+    """Turn ``options.top_k = k`` into ``layers = (L-k, ..., L-1)`` in place (adapters on the top k layers).
+
+    Raises:
+        ConfigError: ``top_k`` on a method without layers, together with ``layers``, or outside ``1..L``.
+    """
+    if "top_k" not in opts:
+        return
+    k, n = opts.pop("top_k"), int(getattr(backbone, "num_layers", 0))
+    if method not in LAYERED:
+        raise ConfigError(f"method.options.top_k is for {LAYERED} (adapters on the top k layers); remove it for "
+                          f"{method!r}")
+    if "layers" in opts:
+        raise ConfigError("set method.options.top_k or method.options.layers, not both")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise ConfigError(f"method.options.top_k={k!r}; use an integer in 1..{n} (the encoder has {n} layers)")
+    opts["layers"] = tuple(range(n - k, n))
+
+
+def _cut(method: str, opts: dict) -> int | None:
+    """The first encoder layer a PEFT method trains in (its input is the cut), or None (trains everywhere)."""
+    if method in ("prompt", "deep_prompt"):
+        return 0  # shallow prompts enter layer 0; deep prompts enter every layer
+    if method in LAYERED and opts.get("layers"):
+        return min(int(i) for i in opts["layers"])
+    return None
 
 
 @torch.no_grad()

@@ -29,6 +29,9 @@ from torch.utils.data import DataLoader
 from reprogram.cache.store import cache_root
 from reprogram.config import ConfigError, ExperimentConfig, load_config, run_id, save_config, to_dict
 from reprogram.data.records import ClipTable
+from reprogram.feature_fit import clip_ids as _clip_ids
+from reprogram.feature_fit import fit_features as _fit_features
+from reprogram.fingerprint import check_unchanged, data_fingerprint
 from reprogram.metrics import classification_metrics
 from reprogram.results import SCHEMA_VERSION, environment, existing_result, measure, run_dir, utc_now, write_result
 from reprogram.train import count_parameters, predict, seed_everything, train
@@ -137,6 +140,7 @@ def run_experiment(
     progress: bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    prefix_cache: bool = True,
 ) -> dict | None:
     """Run ``config`` unless ``DIR/runs/<run id>/result.json`` exists; return its result.
 
@@ -151,6 +155,9 @@ def run_experiment(
         progress: show tqdm progress (``None``: only on a terminal).
         cache_dir: the cache folder (``None``: ``$REPROGRAM_CACHE`` or ``~/.cache/gibbon-reprogram``).
         use_cache: ``False`` keeps everything in memory for this run only (nothing written to the cache).
+        prefix_cache: methods that train above a frozen prefix (prompts, LoRA on the top layers, probes) train
+            on its activations computed once (:mod:`reprogram.prefix`); ``False`` runs the frozen part every step
+            (same metrics; for timing the saving).
 
     Under ``torchrun`` every rank trains its shard of each global batch (:mod:`reprogram.distributed`); rank 0
     alone writes ``config.yaml``, the safetensors and ``result.json`` and evaluates, and the other ranks return
@@ -174,7 +181,7 @@ def run_experiment(
         fingerprint = data_fingerprint(table, external)
         done = existing_result(out_dir, rid)
         if done is not None:
-            _check_unchanged(done, fingerprint, config, out_dir)
+            check_unchanged(done, fingerprint, config, out_dir)
             return done
         split = make_split(table, config)
         classes = table.classes
@@ -197,13 +204,14 @@ def run_experiment(
         eval_sets = {
             n: _dataset(t, built.sample_rate, config, classes, "center", caches[n]) for n, t in parts.items()
         }
+        full = _dataset(table, built.sample_rate, config, classes, "center", caches["train"])
         if built.model is not None:
+            sources = (full, rows, eval_sets.get("external"), disk, env.enabled) if prefix_cache else None
             fitted = _train_model(
                 config, built, parts["train"], eval_sets, classes, positive, folder, progress, caches["train"],
-                env.is_main,
+                env.is_main, sources,
             )
         else:
-            full = _dataset(table, built.sample_rate, config, classes, "center", caches["train"])
             ext = {"external": eval_sets["external"]} if "external" in eval_sets else {}
             fitted = _fit_features(built, full, rows, ext, classes, positive, disk)
     if not env.is_main:
@@ -235,38 +243,6 @@ def run_experiment(
     return result
 
 
-def data_fingerprint(table: ClipTable, external: ClipTable | None = None) -> dict[str, str]:
-    """What a run's result depends on in its data: every file's identity and segment bounds
-    (:func:`reprogram.cache.keys.table_identity`: path, size, mtime) plus a digest of the labels and groups.
-
-    Returns:
-        ``{"data": digest}`` (and ``"external": digest`` for an external test set).
-    """
-    from reprogram.cache.keys import table_identity
-    from reprogram.cache.store import digest
-
-    out = {}
-    for name, t in (("data", table), ("external", external)):
-        if t is not None:
-            labels = [[r.label, sorted(r.groups.items())] for r in t]
-            out[name] = digest({"audio": table_identity(t)["digest"], "labels": labels})
-    return out
-
-
-def _check_unchanged(done: dict, fingerprint: dict, config: ExperimentConfig, out_dir) -> None:
-    """A completed run is reused only when its data are the ones it measured."""
-    stored = done.get("data_fingerprint")
-    if stored is None or stored == fingerprint:
-        return
-    where = config.data.path or "synthetic"
-    if stored.get("external") != fingerprint.get("external"):
-        where = f"{where} or {config.data.test_path}"
-    raise ValueError(
-        f"the data at {where} changed (audio files, segments, labels or groups) since run {done['run_id']} "
-        f"measured them; delete {run_dir(out_dir, done['run_id'])} to recompute it, or use another --out"
-    )
-
-
 def _positive(config: ExperimentConfig, classes: list[str]) -> int | None:
     if not config.task.detection:
         return None
@@ -279,10 +255,17 @@ def _positive(config: ExperimentConfig, classes: list[str]) -> int | None:
 
 
 def _train_model(
-    config, built, train_table, eval_sets, classes, positive, folder: Path, progress, cache, is_main: bool = True
+    config, built, train_table, eval_sets, classes, positive, folder: Path, progress, cache, is_main: bool = True,
+    sources: tuple | None = None,
 ) -> dict | None:
     """Train (every rank under torchrun), then on rank 0 only save the trainable state and program renders and
-    evaluate every part; other ranks return ``None``."""
+    evaluate every part; other ranks return ``None``.
+
+    ``sources`` = ``(full center-crop dataset, part rows, external dataset or None, cache folder, distributed)``
+    lets a method that trains above a frozen prefix train on its cached activations (:mod:`reprogram.prefix`).
+    """
+    from reprogram.prefix import Prefixed, prepare_prefix
+
     model = built.model
     train_set = _dataset(train_table, built.sample_rate, config, classes, "random", cache)
     if built.prepare is not None:  # e.g. prompts from real frames of the first training clips (center crops)
@@ -291,6 +274,13 @@ def _train_model(
     program = _program(model)
     before = _render(program, example) if program is not None else None
     ckpt = folder / "checkpoint" if config.output.checkpoint else None
+    t = config.training
+    accel = t.compile != "off" or t.autocast != "off" or t.checkpointing or t.channels_last
+    prefixed = Prefixed(None, record={"used": False, "reason": "turned off (--no-prefix-cache)"}) if sources is None \
+        else prepare_prefix(
+        built, train_set, *sources[:4], accel=accel, distributed=sources[4], batch_size=t.batch_size)
+    if prefixed.model is not None:  # the same modules, trained on cached activations below the cut
+        model, train_set, eval_sets = prefixed.model, prefixed.train, prefixed.evals
     outcome = train(
         model,
         train_set,
@@ -317,8 +307,8 @@ def _train_model(
         y, scores = predict(model, loader, config.training.device)
         metrics[name] = classification_metrics(y, scores, classes, positive)
         predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist(), "ids": _clip_ids(ds.table)}
-    trainable, total = count_parameters(model)
-    components = model.budget() if hasattr(model, "budget") else built.components  # norms of the trained program
+    trainable, total = count_parameters(built.model)
+    components = built.model.budget() if hasattr(built.model, "budget") else built.components  # trained norms
     return {
         "params": {"trainable": trainable, "total": total, "components": components},
         "metrics": metrics,
@@ -331,6 +321,7 @@ def _train_model(
         },
         "label_mapping": _label_mapping(model, classes, built.label_names),
         "predictions": predictions if config.output.predictions else None,
+        "prefix_cache": prefixed.record or None,
     }
 
 
@@ -381,54 +372,6 @@ def _label_mapping(model, classes: list[str], label_names: tuple[str, ...], top:
     }
 
 
-def _clip_ids(table) -> list[str]:
-    """One id per clip (file and segment), so clip-level statistics pair systems by clip, not by position."""
-    return [f"{r.path}#{r.start_s}-{r.end_s}" for r in table]
-
-
-def _fit_features(
-    built, full, rows: dict[str, list[int]], external: dict, classes: list[str], positive: int | None,
-    cache_dir: Path | None,
-) -> dict:
-    """Featurize the whole table once (cached: once across runs, seeds and folds), take each part's rows, fit on
-    train (selecting on val), score every part; scores are log-probabilities.
-
-    Args:
-        built: the built feature method.
-        full: center-crop dataset of the whole table (``(M, N)`` clips).
-        rows: part name -> row indices of the table.
-        external: ``{"external": dataset}`` for an external test set, else empty.
-        cache_dir: the feature cache folder, or ``None``.
-    """
-    method = built.features
-    x_all, y_all = method.featurize(full, cache_dir), np.asarray(full.targets)  # (M, D), (M,)
-    data = {name: (x_all[idx], y_all[idx]) for name, idx in rows.items()}
-    data.update({name: (method.featurize(ds, cache_dir), np.asarray(ds.targets)) for name, ds in external.items()})
-    all_ids = _clip_ids(full.table)
-    ids = {name: [all_ids[i] for i in idx] for name, idx in rows.items()}
-    ids.update({name: _clip_ids(ds.table) for name, ds in external.items()})
-    method.fit(*data["train"], *data["val"])
-    metrics, predictions = {}, {}
-    for name, (x, y) in data.items():
-        proba = np.zeros((len(y), len(classes)))
-        proba[:, method.classes_] = method.predict_proba(x)
-        scores = np.log(proba + 1e-12)
-        metrics[name] = classification_metrics(y, scores, classes, positive)
-        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist(), "ids": ids[name]}
-    n = method.num_parameters()
-    return {
-        "params": {
-            "trainable": n,
-            "total": n,
-            "components": {"classifier": n, "features": int(data["train"][0].shape[1])},
-        },
-        "metrics": metrics,
-        "training": {"selection": method.selection},
-        "label_mapping": None,
-        "predictions": predictions,
-    }
-
-
 # --------------------------------------------------------------------------------------------------
 # command line
 
@@ -458,6 +401,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show progress bars (default: only on a terminal)",
     )
     add_cache_arguments(parser)
+    parser.add_argument(
+        "--prefix-cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-prefix-cache: run the frozen layers below a prompt / top-layer LoRA / probe every step "
+        "instead of caching their activations (same metrics; to time the saving)",
+    )
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
@@ -497,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
     """``reprogram run``: run one experiment and print where its result is."""
     config = resolve(args.config, args.overrides, args.test_data)
     result = run_experiment(config, args.out, progress=args.progress, cache_dir=args.cache_dir,
-                            use_cache=args.cache)
+                            use_cache=args.cache, prefix_cache=getattr(args, "prefix_cache", True))
     if result is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
     print(summary(result))
