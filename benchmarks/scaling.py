@@ -140,7 +140,7 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, list(DEFAULT_METHODS))
+    add_common_arguments(parser, list(DEFAULT_METHODS), "timed one-epoch trainings per point, median (default 1)")
     parser.add_argument("--sizes", default=None, help="training clip counts (default 32,64,128,256; --tiny: 4,8,12)")
     parser.add_argument("--budget-clips", type=int, default=None, help="clips of the budget sweep (default 64)")
     parser.add_argument("--skip", choices=("clips", "budget"), default=None, help="leave one sweep out")

@@ -59,15 +59,16 @@ METHODS: dict[str, tuple[str, str, str, int | None, dict]] = {
 SECTIONS = ("data_wait", "transform", "frontend", "backbone", "mapper", "loss_other", "backward", "optimizer")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]) -> None:
-    """Options shared by throughput.py and scaling.py."""
+def add_common_arguments(parser: argparse.ArgumentParser, methods: Sequence[str], repeats_help: str) -> None:
+    """Options shared by throughput.py and scaling.py (``methods``: the default of ``--methods``)."""
     parser.add_argument("--methods", default=",".join(methods), help=f"comma-separated, of {sorted(METHODS)}")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 32; --tiny: 4)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default: see --help of each)")
+    parser.add_argument("--repeats", type=int, default=None, help=repeats_help)
     parser.add_argument("--synthetic", action="store_true", help="synthetic corpus instead of danum-gibbon")
     parser.add_argument("--tiny", action="store_true", help="tiny:* random backbones, 1 s clips, a few clips (tests)")
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
-                        help="folder holding danum-gibbon/ (default ../shared/data)")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("REPROGRAM_SHARED_DATA", ROOT.parent / "shared" / "data")),
+                        help="folder holding danum-gibbon/ (default $REPROGRAM_SHARED_DATA or ../shared/data)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="waveform cache folder (default: a fresh temporary folder, removed afterwards)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (training.num_workers)")
@@ -342,7 +343,7 @@ def print_row(row: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, list(METHODS))
+    add_common_arguments(parser, list(METHODS), "timed steps of each path (default 10; --tiny: 1)")
     parser.add_argument("--clips", type=int, default=None,
                         help="training clips in the loader (default: the split's train part; --tiny: 8)")
     args = parser.parse_args(argv)
