@@ -49,7 +49,7 @@ def fit_features(
         "params": {
             "trainable": n,
             "total": n,
-            "components": {"classifier": n, "features": int(data["train"][0].shape[1])},
+            "components": {"classifier": n, "features": getattr(method, "feature_dim", int(data["train"][0].shape[1]))},
         },
         "metrics": metrics,
         "training": {"selection": method.selection},

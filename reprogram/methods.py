@@ -14,13 +14,18 @@ name                what                                                        
 ``adaption``        attention prompting, zero-initialised gate (LLaMA-Adapter) + head          prompt length
 ``finetune``        full fine-tuning + head (the upper reference)                              (none)
 ``linear_probe``    logistic regression on a cached hidden state (``options.layer``; C on val)  (none)
+``per_layer_probe`` a linear probe per hidden state, the layer chosen on validation           (none)
 ``weighted_probe``  SUPERB weighted sum of all hidden states + linear head                     (none)
 ``attentive_probe`` attentive pooling of the last hidden state + linear head                   (none)
 ``mfcc``            MFCC (+ deltas) statistics + logistic regression / random forest          (none)
 ==================  =========================================================================  ==================
 
 ``method.options`` go to the method: ``transform`` / ``mapper`` / ``mapper_options`` / ``head`` /
-``head_options`` are read here, everything else is passed to the program's or PEFT method's builder.
+``head_options`` are read here (and ``top_k`` for ``lora`` / ``dora`` / ``ia3``: adapters on the top k encoder
+layers, i.e. ``layers = (L-k, ..., L-1)``), everything else is passed to the program's or PEFT method's builder.
+
+Methods that train only above a frozen point (``Built.cut``: prompts 0, adapters on layers >= k: k) and the
+torch probes are trained by the runner on the frozen part's cached activations (:mod:`reprogram.prefix`).
 """
 
 from __future__ import annotations
@@ -181,6 +186,40 @@ class ProbeFeatures(FeatureMethod):
         self.classes_ = self.model.classes_
         self.selection = {"C": result.C, "val_balanced_accuracy_by_C": {str(k): v for k, v in result.val_by_C.items()}}
         return self
+
+
+class PerLayerProbeFeatures(ProbeFeatures):
+    """One linear probe per hidden state (:func:`reprogram.probes.per_layer_probes`, each with its ``C`` chosen on
+    validation); the layer with the best validation balanced accuracy is kept. ``selection`` records every
+    layer's validation score (and ``C``) so a result shows where the information is."""
+
+    def __init__(self, backbone, seed: int, cs: Sequence[float] | None = None) -> None:
+        super().__init__(backbone, -1, seed, cs)
+
+    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
+        from reprogram.probes import pooled_features
+
+        return pooled_features(self.backbone, dataset, cache_dir=cache_dir).numpy()  # (M, L, D)
+
+    def fit(self, x_train, y_train, x_val, y_val) -> PerLayerProbeFeatures:
+        from reprogram.probes import DEFAULT_CS, per_layer_probes
+
+        x, y, n = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]), len(x_train)
+        report = per_layer_probes(x, y, range(n), range(n, len(x)), cs=self.cs or DEFAULT_CS)
+        self.layer = report.best_layer
+        self.model = report.results[self.layer].model
+        self.classes_ = self.model.classes_
+        self.feature_dim = int(x.shape[2])
+        self.selection = {
+            "layer": self.layer,
+            "C": report.results[self.layer].C,
+            "val_balanced_accuracy_by_layer": [r.val_balanced_accuracy for r in report.results],
+            "C_by_layer": [r.C for r in report.results],
+        }
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(x[:, self.layer])
 
 
 Builder = Callable[[ExperimentConfig, list], Built]
@@ -446,13 +485,15 @@ def build_mfcc(config: ExperimentConfig, classes: list) -> Built:
 
 def build_linear_probe(config: ExperimentConfig, classes: list) -> Built:
     """Linear probe on cached features of hidden state ``options.layer`` (default -1, the last); ``options.cs``
-    lists the candidate inverse regularisation strengths (chosen on validation)."""
+    lists the candidate inverse regularisation strengths (chosen on validation). ``per_layer_probe``: one such
+    probe per hidden state, the layer chosen on validation (no ``layer`` option)."""
     opts = dict(config.method.options)
-    layer, cs = int(opts.pop("layer", -1)), opts.pop("cs", None)
+    per_layer = config.method.name == "per_layer_probe"
+    layer, cs = int(opts.pop("layer", -1)) if not per_layer else None, opts.pop("cs", None)
     if opts or config.method.budget is not None:
         raise ValueError(
-            f"linear_probe takes options layer and cs only and no budget; got {sorted(opts)}, "
-            f"budget={config.method.budget}"
+            f"{config.method.name} takes option{'' if per_layer else 's layer and'} cs only and no budget; got "
+            f"{sorted(opts)}, budget={config.method.budget}"
         )
     backbone = _backbone(config)
     if backbone.spec.num_layers == 0:
@@ -465,7 +506,8 @@ def build_linear_probe(config: ExperimentConfig, classes: list) -> Built:
         _native_rate(config, backbone),
         backbone.spec.modality,
         {},
-        features=ProbeFeatures(backbone, layer, config.seed, cs),
+        features=PerLayerProbeFeatures(backbone, config.seed, cs) if per_layer
+        else ProbeFeatures(backbone, layer, config.seed, cs),
     )
 
 
@@ -479,6 +521,7 @@ METHODS.register("deep_prompt", peft_builder("deep_prompt"))
 METHODS.register("adaption", peft_builder("adaption"))
 METHODS.register("finetune", peft_builder("finetune"))
 METHODS.register("linear_probe", build_linear_probe)
+METHODS.register("per_layer_probe", build_linear_probe)
 METHODS.register("weighted_probe", probe_builder("weighted_sum"))
 METHODS.register("attentive_probe", probe_builder("attentive"))
 METHODS.register("mfcc", build_mfcc)

@@ -9,7 +9,8 @@ gibbon tasks are imbalanced) on standardised features: a convex problem solved t
 result does not depend on a learning-rate schedule or seed the way an SGD-trained torch probe would.
 The inverse regularisation ``C`` is chosen on the validation part only; test scores are reported for the
 chosen ``C`` and never used for selection. The weighted-sum probe (SUPERB) is not convex in the layer
-weights and is trained in torch (:func:`train_weighted_sum_probe`) on the same cached features.
+weights and is trained by the one training loop on the same cached features (:func:`train_weighted_sum_probe`,
+the implementation of the runner's ``weighted_probe``, :mod:`reprogram.prefix`).
 """
 
 from __future__ import annotations
@@ -213,40 +214,47 @@ def train_weighted_sum_probe(
     weight_decay: float = 1e-3,
     seed: int = 0,
 ) -> WeightedSumProbeResult:
-    """Full-batch AdamW on a :class:`WeightedSumHead` over cached ``(M, L, D)`` features.
+    """A :class:`WeightedSumHead` on cached ``(M, L, D)`` pooled features, trained by the one training loop.
 
-    The features are standardised with train-part statistics per layer and channel; the class-balanced
-    cross-entropy matches the logistic probes. The epoch with the best validation balanced accuracy
-    (ties: the earlier epoch) is kept.
+    The same implementation as the runner's ``weighted_probe`` (:class:`reprogram.prefix.PooledClassifier`
+    trained by :func:`reprogram.train.train` on the per-layer pooled features): here full-batch AdamW at a
+    constant learning rate, class-balanced cross-entropy, no clipping or early stop, the epoch with the best
+    validation balanced accuracy kept (ties: the lower validation loss). The features are first standardised
+    with train-part statistics per layer and channel.
+
+    Args:
+        features: ``(M, L, D)`` from :func:`pooled_features`.
+        targets: ``(M,)`` classes ``0..K-1``.
+        train, val, test: row indices of the parts (selection on ``val`` only; ``test`` only reported).
+        epochs, lr, weight_decay: the optimiser's settings (one step per epoch).
+        seed: seed of the head's initialisation and of the loop.
     """
+    from reprogram.cache.features import ArrayDataset
+    from reprogram.config import TrainingConfig
+    from reprogram.prefix import PooledClassifier
+    from reprogram.train import predict
+    from reprogram.train import train as train_loop
+
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(targets), dtype=torch.long)
-    _check_parts(y.numpy(), train, val)
-    tr, va, te = (torch.as_tensor(list(p), dtype=torch.long) for p in (train, val, test))
+    y = np.asarray(targets, dtype=np.int64)
+    if x.ndim != 3:
+        raise ValueError(f"train_weighted_sum_probe needs (M, L, D) features (pooled_features), got {tuple(x.shape)}")
+    _check_parts(y, train, val)
+    tr, va, te = (list(p) for p in (train, val, test))
     mean, std = x[tr].mean(0, keepdim=True), x[tr].std(0, keepdim=True).clamp_min(1e-6)
-    x = (x - mean) / std  # (M, L, D)
+    x = ((x - mean) / std).numpy()  # (M, L, D)
     k = int(y.max()) + 1
-    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     head = WeightedSumHead(x.shape[1], x.shape[2], k)
-    with torch.no_grad():
-        head.linear.weight.copy_(torch.randn(head.linear.weight.shape, generator=generator) * 0.01)
-        head.linear.bias.zero_()
-    counts = torch.bincount(y[tr], minlength=k).float()
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.where(counts > 0, counts.sum() / (k * counts.clamp(min=1)), 0.0))
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    best = (-1.0, -1, None)
-    for epoch in range(epochs):
-        head.train()
-        opt.zero_grad()
-        loss_fn(head.forward_pooled(x[tr]), y[tr]).backward()
-        opt.step()
-        head.eval()
-        with torch.no_grad():
-            score = float(balanced_accuracy_score(y[va], head.forward_pooled(x[va]).argmax(1)))
-        if score > best[0]:
-            best = (score, epoch, {n: t.clone() for n, t in head.state_dict().items()})
-    head.load_state_dict(best[2])
-    with torch.no_grad():
-        test_score = float(balanced_accuracy_score(y[te], head.forward_pooled(x[te]).argmax(1))) if len(te) else None
-    return WeightedSumProbeResult(head, best[1], best[0], test_score, head.layer_weights.tolist(),
-                                  head.trainable_parameters())
+    config = TrainingConfig(epochs=epochs, batch_size=len(tr), lr=lr, weight_decay=weight_decay, warmup_fraction=0.0,
+                            min_lr_ratio=1.0, grad_clip=None, patience=None, balanced_loss=True)
+    model = PooledClassifier(head)
+    outcome = train_loop(model, ArrayDataset(x[tr], y[tr]), ArrayDataset(x[va], y[va]), [str(c) for c in range(k)],
+                         config, seed=seed, progress=False)
+    test_score = None
+    if te:
+        loader = DataLoader(ArrayDataset(x[te], y[te]), batch_size=len(te))
+        y_te, scores = predict(model, loader)
+        test_score = float(balanced_accuracy_score(y_te, scores.argmax(1)))
+    return WeightedSumProbeResult(head, outcome.best_epoch, float(outcome.best_val["balanced_accuracy"]), test_score,
+                                  head.layer_weights.tolist(), head.trainable_parameters())

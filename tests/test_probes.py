@@ -102,3 +102,25 @@ def test_caller_id_probe_beats_chance_on_real_calls(caller_id_dir):
     split = stratified_kfold(table, k=5, seed=0)[0]
     report = per_layer_probes(feats, table.targets(), split.train, split.val, split.test)
     assert report.results[report.best_layer].test_balanced_accuracy > 3 / 12
+
+
+def test_per_layer_probe_runs_through_the_runner(tmp_path):
+    """``per_layer_probe`` records every layer's validation score, keeps the best one on validation, and scores
+    as ``linear_probe`` on that layer does."""
+    from reprogram.config import load_config
+    from reprogram.runner import run_experiment
+
+    base = ["data.path=synthetic", "data.clip_seconds=0.5", "backbone.name=tiny:hubert", "method.options.cs=[0.1,1.0]"]
+    result = run_experiment(load_config(None, [*base, "method.name=per_layer_probe"]), tmp_path,
+                            cache_dir=tmp_path / "cache")
+    selection = result["training"]["selection"]
+    scores = selection["val_balanced_accuracy_by_layer"]
+    assert len(scores) == 3 == len(selection["C_by_layer"])  # tiny:hubert: embedding output + 2 layers
+    assert selection["layer"] == max(range(3), key=lambda i: (scores[i], -i))
+    assert result["metrics"]["val"]["balanced_accuracy"] == pytest.approx(scores[selection["layer"]])
+    single = run_experiment(load_config(None, [*base, "method.name=linear_probe",
+                                               f"method.options.layer={selection['layer']}"]), tmp_path,
+                            cache_dir=tmp_path / "cache")
+    for key in ("balanced_accuracy", "macro_f1", "confusion_matrix"):
+        assert single["metrics"]["test"][key] == result["metrics"]["test"][key]
+    assert result["params"]["components"]["features"] == 32  # the probe reads D features of one layer
