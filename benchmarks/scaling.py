@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_models import finish, machine_line  # noqa: E402
@@ -33,11 +34,12 @@ from throughput import (  # noqa: E402
     add_common_arguments,
     cycled,
     data_choice,
-    datasets,
+    describe_prefix,
     experiment_config,
     limit_cores,
     parse_methods,
     train_rows,
+    training_inputs,
 )
 
 from reprogram.methods import build  # noqa: E402
@@ -63,27 +65,25 @@ class Bench:
         self.table, self.rows, val = train_rows(config)
         self.val_rows = cycled(val, args.batch)  # one batch: a constant validation pass per epoch
 
-    def epochs(self, n: int, budget: int | None = None) -> tuple[list[float], int, object]:
+    def epochs(self, n: int, budget: int | None = None) -> tuple[list[float], int, object, dict]:
         """Seconds of ``--repeats`` one-epoch trainings on ``n`` clips, after one warm-up epoch on one batch.
 
         Returns:
-            ``(epoch seconds, trainable parameters, the method's budget as built)``.
+            ``(epoch seconds, trainable parameters, the method's budget as built, the prefix-cache record)``.
         """
-        config = experiment_config(self.name, self.args, self.data_path, self.args.batch, budget=budget)
+        args = self.args
+        config = experiment_config(self.name, args, self.data_path, args.batch, budget=budget)
         built = build(config, self.table.classes)
         classes = self.table.classes
-        train_set, center, _ = datasets(config, built, self.table, cycled(self.rows, n), self.cache_dir)
-        _, val_set, _ = datasets(config, built, self.table, self.val_rows, self.cache_dir)
-        if built.prepare is not None:  # as the runner does (e.g. prompts from real frames)
-            built.prepare(center)
-        warm, _, _ = datasets(config, built, self.table, cycled(self.rows, self.args.batch), self.cache_dir)
-        train(built.model, warm, val_set, classes, config.training, seed=config.seed, progress=False)
+        run = training_inputs(config, built, self.table, cycled(self.rows, n), self.cache_dir, args.prefix_cache,
+                              self.val_rows)
+        warm = Subset(run.train, range(min(args.batch, len(run.train))))
+        train(run.model, warm, run.val, classes, config.training, seed=config.seed, progress=False)
         times = []
-        for _ in range(self.args.repeats):
-            result = train(built.model, train_set, val_set, classes, config.training, seed=config.seed,
-                           progress=False)
+        for _ in range(args.repeats):
+            result = train(run.model, run.train, run.val, classes, config.training, seed=config.seed, progress=False)
             times.append(result.history[0]["seconds"])
-        return times, count_parameters(built.model)[0], config.method.budget
+        return times, count_parameters(run.model)[0], config.method.budget, run.prefix
 
 
 def fit_line(x: Sequence[float], y: Sequence[float]) -> dict:
@@ -99,11 +99,12 @@ def fit_line(x: Sequence[float], y: Sequence[float]) -> dict:
 def clip_sweep(bench: Bench, sizes: Sequence[int]) -> list[dict]:
     rows = []
     for n in sizes:
-        times, _, _ = bench.epochs(n)
+        times, _, _, prefix = bench.epochs(n)
         med = statistics.median(times)
         rows.append({"kind": "clips", "method": bench.name, "clips": n, "cycled": n > len(bench.rows),
-                     "epoch_s": med, "epoch_s_all": times, "s_per_clip": med / n})
+                     "epoch_s": med, "epoch_s_all": times, "s_per_clip": med / n, "prefix_cache": prefix})
     big = rows[-1]["s_per_clip"]
+    print(f"{bench.name:<14} {describe_prefix(rows[-1]['prefix_cache'])}")
     for r in rows:
         r["s_per_clip_vs_largest"] = r["s_per_clip"] / big
         print(f"{bench.name:<14} clips {r['clips']:>5}{' (cycled)' if r['cycled'] else '':<10} epoch "
@@ -118,9 +119,10 @@ def clip_sweep(bench: Bench, sizes: Sequence[int]) -> list[dict]:
 def budget_sweep(bench: Bench, budgets: Sequence[int], clips: int) -> list[dict]:
     rows = []
     for b in budgets:
-        times, trainable, built_budget = bench.epochs(clips, budget=b)
+        times, trainable, built_budget, prefix = bench.epochs(clips, budget=b)
         rows.append({"kind": "budget", "method": bench.name, "budget": built_budget, "clips": clips,
-                     "trainable": trainable, "epoch_s": statistics.median(times), "epoch_s_all": times})
+                     "trainable": trainable, "epoch_s": statistics.median(times), "epoch_s_all": times,
+                     "prefix_cache": prefix})
     for r in rows:
         r["ratio_to_smallest"] = r["epoch_s"] / rows[0]["epoch_s"]
         print(f"{bench.name:<14} budget {r['budget']:>4}  trainable {r['trainable']:>9,}  epoch {r['epoch_s']:8.3f} s"
@@ -156,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     limit_cores(args.threads)
     configure_threads(args.num_workers)  # what train() sets again for its loader
     print(machine_line())
-    print(f"# data: {source}; {'tiny:* backbones, 1 s clips' if args.tiny else '5 s clips'}; batch {args.batch}; "
+    print(f"# data: {source}; 5 s clips{', tiny:* backbones' if args.tiny else ''}; batch {args.batch}; "
           f"one epoch of reprogram.train.train per point (its history seconds, incl. a 1-batch validation pass), "
           f"median of {args.repeats}")
     rows: list[dict] = []

@@ -4,13 +4,17 @@ Method path (what ``reprogram run`` trains): the runner's data helpers (``load_d
 memory-mapped waveform cache of every clip, a random-crop ``WaveformDataset`` of the training split), the loader
 of :func:`reprogram.threads.make_loader`, the model built by :func:`reprogram.methods.build` from an
 ``ExperimentConfig`` (transform + backbone + mapper/head), cross-entropy, backward, gradient clipping, AdamW and
-the warm-up/cosine schedule, step for step as :func:`reprogram.train.train` runs them.
+the warm-up/cosine schedule, step for step as :func:`reprogram.train.train` runs them. As in the runner, methods
+that train above a frozen prefix (prompt tuning: above Whisper's front end and conv stem) train on its cached
+activations (:mod:`reprogram.prefix`; the one-off computation is untimed and printed); ``--no-prefix-cache``
+measures them from the waveform, as ``reprogram run --no-prefix-cache`` trains them.
 
 Bare path: the same backbone object (PEFT methods: with their adapters/prompts attached) on ready-made inputs of
 its own input shape (the method's transform applied once to a real batch, detached: images ``(B, 3, H, W)``,
 frames ``(B, 3, T, H, W)``, waveforms ``(B, N)`` for Whisper, whose forward takes waveforms), forward + backward
 of the sum of the output the method reads (logits or pooled features); the gradient goes to the input for
 programs and to the adapted parameters for PEFT (reported per row). No data loading, head, loss or optimizer.
+The bare path always runs the whole backbone from its input, so a method on cached activations can exceed 1.
 
 Ratio = method clips/s / bare clips/s (goal >= 0.95). The method step is split into sections timed with
 ``time.perf_counter`` (forward hooks on the transform, the backbone's front end, the backbone and the
@@ -33,10 +37,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_models import ROOT, finish, machine_line  # noqa: E402
@@ -65,7 +71,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 32; --tiny: 4)")
     parser.add_argument("--repeats", type=int, default=None, help=repeats_help)
     parser.add_argument("--synthetic", action="store_true", help="synthetic corpus instead of danum-gibbon")
-    parser.add_argument("--tiny", action="store_true", help="tiny:* random backbones, 1 s clips, a few clips (tests)")
+    parser.add_argument("--tiny", action="store_true", help="tiny:* random backbones and a few clips (tests)")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("REPROGRAM_SHARED_DATA", ROOT.parent / "shared" / "data")),
                         help="folder holding danum-gibbon/ (default $REPROGRAM_SHARED_DATA or ../shared/data)")
@@ -75,6 +81,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]
     parser.add_argument("--threads", type=int, default=None,
                         help="pin this process to N cores (sched_setaffinity), which configure_threads and the "
                              "training loop read (default: every core it may use)")
+    parser.add_argument("--prefix-cache", action=argparse.BooleanOptionalAction, default=True,
+                        help="as the runner: methods that train above a frozen prefix (prompts, LoRA) train on its "
+                             "cached activations; --no-prefix-cache runs the frozen part every step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
 
@@ -116,7 +125,7 @@ def experiment_config(name: str, args: argparse.Namespace, data_path: str | None
     task = {"label_column": "label", "group_column": "recorder"} if data_path else {"label_column": "call_type"}
     return config_from_dict({
         "seed": args.seed,
-        "data": {"path": data_path or "synthetic", "clip_seconds": 1.0 if args.tiny else 5.0},
+        "data": {"path": data_path or "synthetic", "clip_seconds": 5.0},
         "task": task,
         "method": {"name": method, "budget": default_budget if budget is None else budget, "options": dict(options)},
         "backbone": {"name": tiny if args.tiny else backbone},
@@ -136,22 +145,55 @@ def cycled(rows: Sequence[int], n: int) -> list[int]:
     return [rows[i % len(rows)] for i in range(n)]
 
 
-def datasets(config: ExperimentConfig, built: Built, table, rows: Sequence[int], cache_dir: Path):
-    """Random-crop (training) and center-crop datasets of ``table[rows]`` over the runner's waveform cache.
+@dataclass
+class Training:
+    """What the runner trains: the model and datasets (cached-prefix ones when that path applies).
 
-    As in the runner, the cache holds every clip of ``table`` (decoded once per rate, then memory-mapped) and
-    is shared by every subset.
-
-    Returns:
-        ``(train set, center set, seconds to build or open the cache)``.
+    Attributes:
+        model: the model the training loop trains (``Built.model``, or the upper part on cached activations).
+        train: its training items (random-crop waveforms, or cached activations).
+        val: validation items of ``val_rows`` (or None when none were asked for).
+        center: center-crop waveforms of the training rows (the runner's ``prepare`` input; the bare path's batch).
+        prefix: the runner's ``prefix_cache`` record (``used``, ``kind``, ``cut`` ... or ``reason``).
+        setup_s: one-off seconds (waveform cache built or opened, prefix activations computed or opened).
     """
-    sub = table.subset(rows)
+
+    model: nn.Module
+    train: Dataset
+    val: Dataset | None
+    center: Dataset
+    prefix: dict
+    setup_s: float
+
+
+def training_inputs(config: ExperimentConfig, built: Built, table, rows: Sequence[int], cache_dir: Path,
+                    prefix: bool = True, val_rows: Sequence[int] = ()) -> Training:
+    """Datasets and model of ``table[rows]`` as :func:`reprogram.runner.run_experiment` prepares them.
+
+    As in the runner: every clip of ``table`` decoded once into the waveform cache (memory-mapped) and shared
+    by every subset; random crops for training, center crops for ``prepare`` (prompt init) and evaluation;
+    then, unless ``prefix`` is False (the runner's ``--no-prefix-cache``), :func:`reprogram.prefix.prepare_prefix`
+    (methods that train above a frozen prefix train on its activations, computed once into ``cache_dir``).
+    """
+    from reprogram.prefix import prepare_prefix
+
     t0 = time.perf_counter()
-    packed = _waveforms(table, built.sample_rate, cache_dir)
-    opened = time.perf_counter() - t0
-    train = _dataset(sub, built.sample_rate, config, table.classes, "random", packed)
-    center = _dataset(sub, built.sample_rate, config, table.classes, "center", packed)
-    return train, center, opened
+    rate, classes = built.sample_rate, table.classes
+    packed = _waveforms(table, rate, cache_dir)
+    train = _dataset(table.subset(rows), rate, config, classes, "random", packed)
+    center = _dataset(table.subset(rows), rate, config, classes, "center", packed)
+    val = _dataset(table.subset(val_rows), rate, config, classes, "center", packed) if val_rows else None
+    if built.prepare is not None:  # e.g. prompts from real frames of the first training clips
+        built.prepare(center)
+    model, record = built.model, {"used": False, "reason": "turned off (--no-prefix-cache)"}
+    if prefix:
+        full = _dataset(table, rate, config, classes, "center", packed)
+        parts = {"train": list(rows), **({"val": list(val_rows)} if val_rows else {})}
+        cached = prepare_prefix(built, train, full, parts, None, cache_dir, batch_size=config.training.batch_size)
+        record = cached.record
+        if cached.model is not None:
+            model, train, val = cached.model, cached.train, cached.evals.get("val")
+    return Training(model, train, val, center, record, time.perf_counter() - t0)
 
 
 class SectionTimer:
@@ -180,13 +222,16 @@ class SectionTimer:
 
 
 def parts_of(model: nn.Module) -> dict[str, nn.Module | None]:
-    """The transform, the backbone's own front end (inside it), the backbone and the mapper/head of ``model``."""
-    backbone = model.backbone
-    frontend = getattr(backbone, "frontend", None)
+    """The whole model, its transform, the backbone's own front end (inside it) and the mapper/head.
+
+    The backbone's section is the model's forward minus the other three, so it also covers the upper layers
+    a cached-prefix model runs without calling the backbone's ``forward``.
+    """
+    frontend = getattr(model.backbone, "frontend", None) if hasattr(model, "backbone") else None
     return {
+        "model": model,
         "transform": getattr(model, "transform", None) or getattr(model, "program", None),
         "frontend": frontend if isinstance(frontend, nn.Module) else None,
-        "backbone": backbone,
         "mapper": getattr(model, "mapper", None) or getattr(model, "head", None),
     }
 
@@ -255,9 +300,8 @@ class MethodStepper:
         inside = self.timer.take()
         return {
             "data_wait": t1 - t0, "transform": inside["transform"], "frontend": inside["frontend"],
-            "backbone": inside["backbone"] - inside["frontend"],  # the front end runs inside the backbone
-            "mapper": inside["mapper"],
-            "loss_other": (t2 - t1) - inside["transform"] - inside["backbone"] - inside["mapper"],
+            "backbone": inside["model"] - inside["transform"] - inside["frontend"] - inside["mapper"],
+            "mapper": inside["mapper"], "loss_other": (t2 - t1) - inside["model"],
             "backward": t4 - t3, "optimizer": (t3 - t2) + (t5 - t4), "step": t5 - t0, "clips": len(target),
         }
 
@@ -304,11 +348,9 @@ def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_di
     table, rows, _ = train_rows(config)
     built = build(config, table.classes)
     n = max(len(rows), args.batch) if args.clips is None else args.clips
-    train_set, center, opened = datasets(config, built, table, cycled(rows, n), cache_dir)
-    if built.prepare is not None:  # e.g. prompts from frames of the first training clips, as the runner does
-        built.prepare(center)
-    method = MethodStepper(config, built.model, train_set)
-    example = torch.stack([center[i % len(center)][0] for i in range(args.batch)])  # (B, N)
+    run = training_inputs(config, built, table, cycled(rows, n), cache_dir, prefix=args.prefix_cache)
+    method = MethodStepper(config, run.model, run.train)
+    example = torch.stack([run.center[i % len(run.center)][0] for i in range(args.batch)])  # (B, N)
     bare_step, grad_to, shape = bare_stepper(built.model, example)
     try:
         method(), bare_step()  # warm-up
@@ -322,12 +364,20 @@ def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_di
     method_rate, bare_rate = clips / seconds, args.batch * len(bare) / sum(bare)
     return {
         "method": name, "backbone": config.backbone.name, "batch": args.batch, "timed_steps": len(steps),
-        "train_clips": n, "workers": method.workers, "threads": torch.get_num_threads(), "cache_open_s": opened,
+        "train_clips": n, "workers": method.workers, "threads": torch.get_num_threads(), "setup_s": run.setup_s,
+        "prefix_cache": run.prefix,
         "method_clips_per_s": method_rate, "bare_clips_per_s": bare_rate, "ratio": method_rate / bare_rate,
         "bare_grad_to": grad_to, "bare_input_shape": list(shape),
         "method_step_s": [s["step"] for s in steps], "bare_step_s": bare,
         "sections_s": {k: sum(s[k] for s in steps) / len(steps) for k in (*SECTIONS, "step")},
     }
+
+
+def describe_prefix(record: dict) -> str:
+    """One line for the runner's ``prefix_cache`` record."""
+    if record.get("used"):
+        return f"trained on cached activations ({record['kind']}, cut {record['cut']}, {record.get('point')})"
+    return f"no prefix cache ({record.get('reason')})"
 
 
 def print_row(row: dict) -> None:
@@ -337,8 +387,9 @@ def print_row(row: dict) -> None:
           f"(bare: grad to {row['bare_grad_to']}, input {tuple(row['bare_input_shape'])})")
     shares = "  ".join(f"{k} {1e3 * sec[k]:.1f} ms ({sec[k] / sec['step']:.0%})" for k in SECTIONS)
     print(f"{'':14} step {1e3 * sec['step']:.1f} ms = {shares}")
-    print(f"{'':14} (untimed one-off: waveform cache built or opened in {row['cache_open_s']:.2f} s; "
-          f"{row['train_clips']} training clips, {row['workers']} workers, {row['threads']} threads)")
+    print(f"{'':14} {describe_prefix(row['prefix_cache'])}; untimed one-off setup {row['setup_s']:.2f} s; "
+          f"{row['train_clips']} training clips, "
+          f"{row['workers']} workers, {row['threads']} threads")
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -357,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     limit_cores(args.threads)
     configure_threads(args.num_workers)  # again per method, after its loader is made
     print(machine_line())
-    print(f"# data: {source}; {'tiny:* backbones, 1 s clips' if args.tiny else '5 s clips'}; timing: "
+    print(f"# data: {source}; 5 s clips{', tiny:* backbones' if args.tiny else ''}; timing: "
           "time.perf_counter sections (forward hooks); 1 warm-up step each, then --repeats method and bare steps "
           "alternating")
     rows = []

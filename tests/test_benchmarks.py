@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
 
@@ -63,7 +65,15 @@ def test_throughput_rows_for_every_method(tmp_path, restore_threads):
     assert len(by_name["video_program"]["bare_input_shape"]) == 5  # frames (B, 3, T, H, W)
     assert by_name["wave_program"]["sections_s"]["transform"] > 0  # the waveform program runs outside the backbone
     assert by_name["lora_qv_r8"]["sections_s"]["frontend"] > 0  # Whisper's log-mel, inside the backbone
+    # as in the runner, prompt tuning trains on cached activations above the frozen stem: no front end per step
+    assert by_name["prompt_p8"]["prefix_cache"]["used"] and by_name["prompt_p8"]["sections_s"]["frontend"] == 0
+    assert not by_name["lora_qv_r8"]["prefix_cache"]["used"] and not by_name["pad_linear"]["prefix_cache"]["used"]
     assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
+
+
+def test_throughput_without_prefix_cache(restore_threads):
+    (row,) = _load("throughput").main([*TINY, "--synthetic", "--methods", "prompt_p8", "--no-prefix-cache"])
+    assert not row["prefix_cache"]["used"] and row["sections_s"]["frontend"] > 0 and _positive(row["ratio"])
 
 
 def test_throughput_on_danum_gibbon(danum_dir, tmp_path, restore_threads):
@@ -87,6 +97,7 @@ def test_scaling_rows_fit_and_budgets(tmp_path, restore_threads):
         assert [r["budget"] for r in budgets] == list(scaling.BUDGETS[method][1])
         assert budgets[0]["ratio_to_smallest"] == 1.0 and all(_positive(r["ratio_to_smallest"]) for r in budgets)
         assert budgets[0]["trainable"] < budgets[-1]["trainable"]  # the budget knob really changed the method
+        assert all(r["prefix_cache"]["used"] == (method == "prompt_p8") for r in clips + budgets)
     assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
 
 
