@@ -117,3 +117,11 @@ def test_top_k_option(corpus):
         build(_config(corpus, "ia3", "tiny:hubert", "method.options.top_k=1", "method.options.layers=[1]"), ["a", "b"])
     with pytest.raises(ConfigError, match="top_k is for"):
         build(_config(corpus, "prompt", "tiny:hubert", "method.options.top_k=1"), ["a", "b"])
+
+
+def test_external_test_set_is_scored_from_its_own_cached_activations(corpus, tmp_path):
+    config = _config(corpus, "prompt", "tiny:hubert", "method.budget=2", f"data.test_path={corpus}")
+    cached, plain = _pair(config, tmp_path)
+    assert set(cached["prefix_cache"]["hit"]) == {"data", "external"}
+    _same_measure(cached, plain)
+    assert cached["predictions"]["external"]["ids"] == plain["predictions"]["external"]["ids"]
