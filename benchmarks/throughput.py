@@ -17,9 +17,10 @@ programs and to the adapted parameters for PEFT (reported per row). No data load
 The bare path always runs the whole backbone from its input, so a method on cached activations can exceed 1.
 
 Ratio = method clips/s / bare clips/s (goal >= 0.95). The method step is split into sections timed with
-``time.perf_counter`` (forward hooks on the transform, the backbone's front end, the backbone and the
-mapper/head; CPU execution is synchronous, so wall sections are exact): data wait, transform, front end,
-backbone, mapper, loss/other, backward, optimizer. Both paths use the thread plan of
+``time.perf_counter`` (forward hooks on the model, its transform, the backbone's front end and the mapper/head;
+the backbone's section is the model's forward minus those three; CPU execution is synchronous, so the wall
+sections are exact and add up to the step): data wait, transform, front end, backbone, mapper, loss/other,
+backward, optimizer (zero_grad, clipping, AdamW, schedule). Both paths use the thread plan of
 :func:`reprogram.threads.configure_threads` for the loader's worker count. After one warm-up step each, method
 and bare steps alternate, so load drift on a shared machine hits both alike. With ``--num-workers`` > 0 (the
 runner's default is 0) the workers also prefetch during the bare steps, so the data wait is then a lower bound.
