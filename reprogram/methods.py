@@ -24,8 +24,9 @@ name                what                                                        
 ``head_options`` are read here (and ``top_k`` for ``lora`` / ``dora`` / ``ia3``: adapters on the top k encoder
 layers, i.e. ``layers = (L-k, ..., L-1)``), everything else is passed to the program's or PEFT method's builder.
 
-Methods that train only above a frozen point (``Built.cut``: prompts 0, adapters on layers >= k: k) and the
-torch probes are trained by the runner on the frozen part's cached activations (:mod:`reprogram.prefix`).
+Methods that train only above a frozen point (``Built.cut``: prompts 0, adapters or adaption prompts on layers
+>= k: k) and the torch probes are trained by the runner on the frozen part's cached activations
+(:mod:`reprogram.prefix`).
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def peft_builder(method: str) -> Builder:
             def prepare(train_data: Sequence) -> None:
                 init_prompts_from_frames(backbone, handle, train_data, config.seed)
 
-        return Built(model, rate, backbone.spec.modality, counts, prepare=prepare, cut=_cut(method, opts))
+        cut = _cut(method, opts, backbone.num_layers)
+        return Built(model, rate, backbone.spec.modality, counts, prepare=prepare, cut=cut)
 
     return build_peft
 
@@ -276,12 +278,14 @@ def _top_k(method: str, opts: dict, backbone) -> None:
     opts["layers"] = tuple(range(n - k, n))
 
 
-def _cut(method: str, opts: dict) -> int | None:
+def _cut(method: str, opts: dict, num_layers: int) -> int | None:
     """The first encoder layer a PEFT method trains in (its input is the cut), or None (trains everywhere)."""
     if method in ("prompt", "deep_prompt"):
         return 0  # shallow prompts enter layer 0; deep prompts enter every layer
+    if method == "adaption":  # gated prompts in the top num_layers layers (None: all)
+        return num_layers - int(opts.get("num_layers") or num_layers)
     if method in LAYERED and opts.get("layers"):
-        return min(int(i) for i in opts["layers"])
+        return min(int(i) % num_layers for i in opts["layers"])
     return None
 
 

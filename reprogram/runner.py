@@ -10,7 +10,9 @@ resume from) and, for programs, ``program.safetensors`` (an example input before
 A completed run is skipped (after checking that its data, fingerprinted in the result, are unchanged: else it
 raises with the fix); an interrupted one resumes from its last checkpoint. Under ``torchrun`` the ranks train
 data-parallel and rank 0 writes and evaluates. Frozen work (decoded clips,
-features of probes and MFCC) comes from the disk cache of :mod:`reprogram.cache`, shared by every run.
+features of probes and MFCC) comes from the disk cache of :mod:`reprogram.cache`, shared by every run; methods that
+train only above a frozen point (prompts, LoRA on the top layers, weighted / attentive probes) train on the cached
+activations below it (:mod:`reprogram.prefix`; ``result.json`` ``prefix_cache`` says whether and where).
 """
 
 from __future__ import annotations

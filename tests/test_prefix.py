@@ -66,6 +66,7 @@ CASES = [
     ("prompt", "tiny:whisper", ["method.budget=2"], "split", 0),
     ("deep_prompt", "tiny:hubert", ["method.budget=2"], "split", 0),
     ("lora", "tiny:wavlm", ["method.budget=2", "method.options.top_k=1"], "split", 1),
+    ("adaption", "tiny:hubert", ["method.budget=2", "method.options.num_layers=1"], "split", 1),
     ("weighted_probe", "tiny:whisper", [], "pooled", 2),
     ("attentive_probe", "tiny:hubert", [], "frames", 2),
 ]
