@@ -249,13 +249,15 @@ def _compute(kind: str, cut: int, model, dataset, folder: Path, batch_size: int)
     from backbones.split import split_backbone
     from reprogram.cache.code import code_fingerprint
     from reprogram.cache.keys import backbone_fingerprint
+    from reprogram.cache.store import digest
 
     split = split_backbone(backbone, cut)
     lower = split.lower_modules()
-    # the key names the weights of the lower part only: adapters / prompts above the cut (random per seed)
-    # change nothing below it, so every seed shares the entry
+    # the key names the weights (parameters and buffers, e.g. mel filters) of the lower part only: adapters /
+    # prompts above the cut (random per seed) change nothing below it, so every seed shares the entry
     identity = {"name": backbone.name, "class": f"{type(backbone).__module__}.{type(backbone).__qualname__}",
-                "sample_rate": backbone.spec.sample_rate, "weights": backbone_fingerprint(lower), "cut": cut,
+                "spec": digest(backbone.spec), "do_normalize": getattr(backbone, "do_normalize", None),
+                "weights": backbone_fingerprint(lower), "cut": cut,
                 "code": code_fingerprint(type(backbone), lower, split)}
     acts = cached_activations(split.lower_hidden, dataset, {"lower": identity}, point=split.point,
                               batch_size=batch_size, cache_dir=folder)

@@ -126,3 +126,23 @@ def test_external_test_set_is_scored_from_its_own_cached_activations(corpus, tmp
     assert set(cached["prefix_cache"]["hit"]) == {"data", "external"}
     _same_measure(cached, plain)
     assert cached["predictions"]["external"]["ids"] == plain["predictions"]["external"]["ids"]
+
+
+def test_the_prefix_key_follows_the_lower_weights_only(corpus, tmp_path):
+    """New adapters above the cut reuse the entry; a changed weight below the cut recomputes it."""
+    import torch
+
+    from reprogram.data.dataset import WaveformDataset
+    from reprogram.data.loaders import load_table
+    from reprogram.prefix import _compute
+
+    config = _config(corpus, "lora", "tiny:hubert", "method.options.top_k=1")
+    data = WaveformDataset(load_table(corpus, label_column="label"), RATE, SECONDS, crop="center")
+    first, point, computed = _compute("split", 1, build(config, ["a"] * 3).model, data, tmp_path, 8)
+    assert computed and point == "layer_input_1" and first.values.shape[:2] == (36, 24)
+    other = build(config.__class__(**{**vars(config), "seed": 9}), ["a"] * 3).model  # other adapters
+    assert not _compute("split", 1, other, data, tmp_path, 8)[2]
+    with torch.no_grad():
+        other.backbone.model.encoder.layers[0].feed_forward.output_dense.bias.add_(0.1)  # below the cut
+    again, _, computed = _compute("split", 1, other, data, tmp_path, 8)
+    assert computed and not np.allclose(again.values, first.values)
