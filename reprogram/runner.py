@@ -278,9 +278,11 @@ def _train_model(
     ckpt = folder / "checkpoint" if config.output.checkpoint else None
     t = config.training
     accel = t.compile != "off" or t.autocast != "off" or t.checkpointing or t.channels_last
-    prefixed = Prefixed(None, record={"used": False, "reason": "turned off (--no-prefix-cache)"}) if sources is None \
-        else prepare_prefix(
-        built, train_set, *sources[:4], accel=accel, distributed=sources[4], batch_size=t.batch_size)
+    if sources is None:
+        prefixed = Prefixed(None, record={"used": False, "reason": "turned off (--no-prefix-cache)"})
+    else:
+        prefixed = prepare_prefix(built, train_set, *sources[:4], accel=accel, distributed=sources[4],
+                                  batch_size=t.batch_size)
     if prefixed.model is not None:  # the same modules, trained on cached activations below the cut
         model, train_set, eval_sets = prefixed.model, prefixed.train, prefixed.evals
     outcome = train(
