@@ -146,3 +146,25 @@ def test_the_prefix_key_follows_the_lower_weights_only(corpus, tmp_path):
         other.backbone.model.encoder.layers[0].feed_forward.output_dense.bias.add_(0.1)  # below the cut
     again, _, computed = _compute("split", 1, other, data, tmp_path, 8)
     assert computed and not np.allclose(again.values, first.values)
+
+
+def test_command_line_switch(corpus, tmp_path):
+    """``reprogram run ... --no-prefix-cache`` runs the uncached path (recorded), the default the cached one."""
+    import json
+
+    from reprogram.config import run_id
+    from reprogram.results import result_path
+    from reprogram.runner import main
+
+    settings = (f"data.path={corpus}", "data.clip_seconds=0.5", "task.label_column=label", "split.kind=kfold",
+                "split.n_folds=3", "task.group_column=null", "method.name=prompt", "backbone.name=tiny:hubert",
+                "method.budget=2", "training.epochs=1", "training.batch_size=8", "training.lr=0.01", "seed=5")
+    config = load_config(None, list(settings))
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    sets = [x for kv in settings for x in ("--set", kv)]
+    for flag, used in (("--no-prefix-cache", False), ("--prefix-cache", True)):
+        out = tmp_path / flag
+        assert main([str(empty), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), flag, *sets]) == 0
+        result = json.loads(result_path(out, run_id(config)).read_text())
+        assert result["prefix_cache"]["used"] is used
