@@ -405,17 +405,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show progress bars (default: only on a terminal)",
     )
     add_cache_arguments(parser)
-    parser.add_argument(
-        "--prefix-cache",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="--no-prefix-cache: run the frozen layers below a prompt / top-layer LoRA / probe every step "
-        "instead of caching their activations (same metrics; to time the saving)",
-    )
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--cache-dir DIR`` and ``--no-cache`` (shared by ``reprogram run`` and ``reprogram sweep``)."""
+    """``--cache-dir DIR``, ``--no-cache`` and ``--no-prefix-cache`` (``reprogram run``, ``sweep`` and the suites)."""
     parser.add_argument(
         "--cache-dir",
         default=None,
@@ -428,6 +421,13 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="--no-cache: decode and compute everything in memory, write nothing to the cache",
+    )
+    parser.add_argument(
+        "--prefix-cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-prefix-cache: run the frozen layers below a prompt / top-layer LoRA / probe every step "
+        "instead of caching their activations (same metrics; to time the saving)",
     )
 
 
@@ -451,7 +451,7 @@ def run(args: argparse.Namespace) -> int:
     """``reprogram run``: run one experiment and print where its result is."""
     config = resolve(args.config, args.overrides, args.test_data)
     result = run_experiment(config, args.out, progress=args.progress, cache_dir=args.cache_dir,
-                            use_cache=args.cache, prefix_cache=getattr(args, "prefix_cache", True))
+                            use_cache=args.cache, prefix_cache=args.prefix_cache)
     if result is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
     print(summary(result))

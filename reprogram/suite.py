@@ -241,6 +241,7 @@ def run_suite(
     log=print,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
+    prefix_cache: bool = True,
 ) -> dict:
     """Run the missing runs of ``spec`` into ``out`` and draw the figures.
 
@@ -253,6 +254,7 @@ def run_suite(
         cache_dir: the cache of decoded clips and frozen features (``None``: ``$REPROGRAM_CACHE`` or
             ``~/.cache/gibbon-reprogram``).
         use_cache: ``False`` computes everything in memory in every run (``--no-cache``).
+        prefix_cache: ``False`` runs the frozen prefix of prompt / top-layer LoRA / probes every step.
 
     Returns:
         The sweep summary (``runs``, ``skipped``, ``completed``, ``failed``) plus ``figures`` (paths written)
@@ -264,9 +266,10 @@ def run_suite(
     if jobs < 0:
         raise ValueError(f"--jobs {jobs}: use 0 (in this process) or more")
     if jobs:
-        summary = run_sweep(spec, out, jobs=jobs, log=log, cache_dir=cache_dir, use_cache=use_cache)
+        summary = run_sweep(spec, out, jobs=jobs, log=log, cache_dir=cache_dir, use_cache=use_cache,
+                            prefix_cache=prefix_cache)
     else:
-        summary = _run_here(spec, Path(out), log, cache_dir, use_cache)
+        summary = _run_here(spec, Path(out), log, (cache_dir, use_cache, prefix_cache))
     paths: list[Path] = []
     if figures and len(summary["failed"]) < len(summary["runs"]):
         from figures.cli import make_figures
@@ -275,8 +278,9 @@ def run_suite(
     return {**summary, "figures": paths, "wall_time_s": time.perf_counter() - start}
 
 
-def _run_here(spec: dict, out: Path, log, cache_dir: str | Path | None, use_cache: bool) -> dict:
-    """The sweep's grid run in this process (same expansion, skip and resume; no process start-up cost)."""
+def _run_here(spec: dict, out: Path, log, cache: tuple) -> dict:
+    """The sweep's grid run in this process (same expansion, skip and resume; no process start-up cost);
+    ``cache`` is ``(cache_dir, use_cache, prefix_cache)``."""
     from reprogram.config import run_id
     from reprogram.results import atomic_write_text
     from reprogram.runner import run_experiment
@@ -292,7 +296,7 @@ def _run_here(spec: dict, out: Path, log, cache_dir: str | Path | None, use_cach
     for n, c in enumerate(todo, 1):
         t0 = time.perf_counter()
         try:
-            run_experiment(c, out, progress=False, cache_dir=cache_dir, use_cache=use_cache)
+            run_experiment(c, out, progress=False, cache_dir=cache[0], use_cache=cache[1], prefix_cache=cache[2])
             log(f"[{n}/{len(todo)}] {run_id(c)} {c.method.name} {c.backbone.name} ({time.perf_counter() - t0:.0f} s)")
         except Exception as e:  # one failed run must not stop the others; it is reported
             failed[run_id(c)] = "".join(traceback.format_exception_only(type(e), e))
@@ -351,7 +355,7 @@ def run_command(name: str, systems: list[System], args: argparse.Namespace, base
     print(f"{title or name}: results folder {out}", flush=True)
     spec = sweep_spec(name, systems, args, base=base)
     summary = run_suite(spec, out, jobs=args.jobs, figures=not args.no_figures, cache_dir=args.cache_dir,
-                        use_cache=args.cache)
+                        use_cache=args.cache, prefix_cache=args.prefix_cache)
     ours = set(summary["runs"])
     results = [r for r in read_results(out) if r["run_id"] in ours]
     if not results:

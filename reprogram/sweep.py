@@ -135,11 +135,17 @@ def _folds(folds: Any, point: dict) -> list[int]:
 
 
 def run_one(
-    config: dict, out_dir: str, threads: int | None = None, cache_dir: str | None = None, use_cache: bool = True
+    config: dict,
+    out_dir: str,
+    threads: int | None = None,
+    cache_dir: str | None = None,
+    use_cache: bool = True,
+    prefix_cache: bool = True,
 ) -> str:
     """Run one config (a dict) in this process; the job function of every executor. Returns its run id.
 
-    ``cache_dir`` / ``use_cache`` go to :func:`reprogram.runner.run_experiment` (``None``: the default cache).
+    ``cache_dir`` / ``use_cache`` / ``prefix_cache`` go to :func:`reprogram.runner.run_experiment` (``None``: the
+    default cache).
     """
     if threads:
         import torch
@@ -148,7 +154,7 @@ def run_one(
     from reprogram.runner import run_experiment
 
     cfg = config_from_dict(config, "sweep job")
-    run_experiment(cfg, out_dir, progress=False, cache_dir=cache_dir, use_cache=use_cache)
+    run_experiment(cfg, out_dir, progress=False, cache_dir=cache_dir, use_cache=use_cache, prefix_cache=prefix_cache)
     return run_id(cfg)
 
 
@@ -165,6 +171,7 @@ def run_sweep(
     log=print,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
+    prefix_cache: bool = True,
 ) -> dict:
     """Expand a sweep and run its missing runs.
 
@@ -178,6 +185,7 @@ def run_sweep(
         cache_dir: the cache of decoded clips and frozen features every run shares (``None``:
             ``$REPROGRAM_CACHE`` or ``~/.cache/gibbon-reprogram``); on SLURM it must be on a shared file system.
         use_cache: ``False``: every run computes everything in memory.
+        prefix_cache: ``False``: methods above a frozen prefix run it every step (``--no-prefix-cache``).
 
     Returns:
         ``{"runs": all run ids, "skipped": already complete, "completed": run now, "failed": {id: error}}``.
@@ -202,7 +210,7 @@ def run_sweep(
     ids = [run_id(c) for c in configs]
     atomic_write_text(out / "sweep.txt", "\n".join(ids) + "\n")
     todo = pending(configs, out)
-    cache = (None if cache_dir is None else str(cache_dir), use_cache)
+    cache = (None if cache_dir is None else str(cache_dir), use_cache, prefix_cache)
     log(f"sweep: {len(configs)} runs, {len(configs) - len(todo)} already complete, {len(todo)} to run ({executor})")
     if executor == "local":
         failed = _run_local(todo, out, jobs, log, cache)
@@ -225,7 +233,9 @@ def _describe(c: ExperimentConfig) -> str:
     return f"{c.method.name}{budget}{on} seed={c.seed} fold={c.split.fold}"
 
 
-def _run_local(todo: list[ExperimentConfig], out: Path, jobs: int, log, cache: tuple = (None, True)) -> dict[str, str]:
+def _run_local(
+    todo: list[ExperimentConfig], out: Path, jobs: int, log, cache: tuple = (None, True, True)
+) -> dict[str, str]:
     failed: dict[str, str] = {}
     if not todo:
         return failed
@@ -251,7 +261,7 @@ def _plain(c: ExperimentConfig) -> dict:
 
 
 def _run_submitit(
-    todo: list[ExperimentConfig], out: Path, executor: str, slurm: dict, log, cache: tuple = (None, True)
+    todo: list[ExperimentConfig], out: Path, executor: str, slurm: dict, log, cache: tuple = (None, True, True)
 ) -> dict[str, str]:
     import submitit
 
@@ -266,7 +276,7 @@ def _run_submitit(
         ex = submitit.AutoExecutor(folder=folder, cluster="local" if executor == "submitit-local" else "debug")
         ex.update_parameters(timeout_min=int(slurm.get("timeout_min", 60)))
     n = len(todo)
-    jobs = ex.map_array(run_one, [_plain(c) for c in todo], [str(out)] * n, [None] * n, [cache[0]] * n, [cache[1]] * n)
+    jobs = ex.map_array(run_one, [_plain(c) for c in todo], [str(out)] * n, [None] * n, *([c] * n for c in cache))
     log(f"submitted {len(jobs)} jobs ({', '.join(j.job_id for j in jobs[:3])}{'...' if len(jobs) > 3 else ''})")
     for n, (job, c) in enumerate(zip(jobs, todo, strict=True), 1):
         try:
@@ -308,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{run_id(c)} {state:4} {_describe(c)}")
         return 0
     summary = run_sweep(args.sweep, args.out, executor=args.executor, jobs=args.jobs, cache_dir=args.cache_dir,
-                        use_cache=args.cache)
+                        use_cache=args.cache, prefix_cache=args.prefix_cache)
     print(
         f"sweep: {len(summary['completed'])} run now, {len(summary['skipped'])} skipped, "
         f"{len(summary['failed'])} failed; results in {Path(args.out) / 'runs'}"

@@ -115,12 +115,17 @@ def test_command_line_errors_name_the_fix(argv, error, match):
 
 
 def test_suite_cache_options_reach_every_run(tmp_path):
-    """``--cache-dir`` puts the decoded clips and features there; ``--no-cache`` writes nothing to any cache."""
+    """``--cache-dir`` puts the decoded clips and features there; ``--no-cache`` writes nothing to any cache;
+    ``--no-prefix-cache`` reaches the runs (recorded in result.json) through the sweep's worker processes."""
     off, on = tmp_path / "off", tmp_path / "on"
-    argv = [*TINY, "--no-figures", "--only", "mfcc"]
-    assert _script("speech").main([*argv, "--no-cache", "--cache-dir", str(off), "--out", str(tmp_path / "a")]) == 0
+    argv = [*TINY, "--no-figures", "--only", "mfcc,weighted_probe", "--set", "data.clip_seconds=4.0"]  # whole clips
+    no_cache = ["--no-cache", "--no-prefix-cache", "--jobs", "1", "--cache-dir", str(off), "--out", str(tmp_path / "a")]
+    assert _script("speech").main([*argv, *no_cache]) == 0
     assert not off.exists() or not any(off.rglob("*.npy"))
     assert _script("speech").main([*argv, "--cache-dir", str(on), "--out", str(tmp_path / "b")]) == 0
     assert any(on.rglob("*.npy"))
-    scores = [[r["metrics"]["test"]["balanced_accuracy"] for r in read_results(tmp_path / d)] for d in "ab"]
+    results = {d: read_results(tmp_path / d) for d in "ab"}
+    used = {d: {r["method"]: (r.get("prefix_cache") or {}).get("used") for r in rs} for d, rs in results.items()}
+    assert used == {"a": {"mfcc": None, "weighted_probe": False}, "b": {"mfcc": None, "weighted_probe": True}}
+    scores = [[r["metrics"]["test"]["balanced_accuracy"] for r in rs] for rs in results.values()]
     assert scores[0] == scores[1]
