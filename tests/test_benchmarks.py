@@ -104,3 +104,21 @@ def test_scaling_rows_fit_and_budgets(tmp_path, restore_threads):
 def test_unknown_method_is_refused(restore_threads):
     with pytest.raises(SystemExit, match="unknown.*choose from"):
         _load("throughput").main(["--tiny", "--methods", "lora_r8"])
+
+
+def test_prefix_cache_benchmark_rows(tmp_path):
+    """benchmarks/prefix_cache.py (issue 7d): every method's cached run used the prefix cache, scored the same
+    test metric as the uncached run, and the FLOP share of the cached part is a proper fraction."""
+    prefix = _load("prefix_cache")
+    out = tmp_path / "prefix.json"
+    result = prefix.main(["--synthetic", "--backbone", "tiny:whisper", "--batch", "8",
+                          "--methods", "prompt,lora_top1,weighted_probe", "--json", str(out)])
+    rows = result["rows"]
+    assert [r["method"] for r in rows] == ["prompt", "lora_top1", "weighted_probe"]
+    points = [r["point"] for r in rows]
+    assert points[0] == "layer_input_0" and points[1].startswith("layer_input_") and points[2] == "pooled_hidden_states"
+    for r in rows:
+        assert 0 < r["flop_share"] < 1 and r["lower_gflop"] <= r["step_gflop"], r
+        assert _positive(r["epoch_uncached_s"]) and _positive(r["epoch_cached_s"])
+        assert r["test_bacc"][0] == pytest.approx(r["test_bacc"][1], abs=1e-9), r  # same model, same metric
+    assert json.loads(out.read_text())["rows"] == rows
