@@ -170,6 +170,7 @@ def run_experiment(
             never overwritten).
     """
     rid = run_id(config)
+    provenance = environment()  # the code as this run starts: a checkout changing mid-run must not relabel it
     from reprogram import distributed
     from reprogram.methods import NO_BACKBONE, build
 
@@ -238,7 +239,7 @@ def run_experiment(
         **fitted,
         "wall_time_s": usage["wall_time_s"],
         "peak_memory_mb": usage["peak_memory_mb"],
-        "environment": environment(),
+        "environment": provenance,
         "created": utc_now(),
     }
     write_result(out_dir, result)

@@ -147,3 +147,22 @@ def test_setting_and_eval_set_columns():
     changed = {"data": "other-digest"}  # same path, other file contents (the runner's data_fingerprint)
     assert setting(cfg(), changed) != setting(cfg(), {"data": "digest"})
     assert eval_set(cfg(), "test", changed) != eval_set(cfg(), "test", {"data": "digest"})
+
+
+def test_provenance_is_the_code_a_run_started_with(monkeypatch, tmp_path):
+    """A checkout that moves while a run trains (a sweep's later jobs, a ``git pull``) must not relabel the run:
+    ``environment.git_commit`` is read when the run starts, not when its result is written."""
+    import reprogram.methods
+    import reprogram.results as results
+
+    head = {"commit": "commit-at-start"}
+    build = reprogram.methods.build
+
+    def build_then_move_head(*args, **kwargs):  # the checkout changes while the run is under way
+        head["commit"] = "commit-later"
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(results, "git_commit", lambda: head["commit"])
+    monkeypatch.setattr(reprogram.methods, "build", build_then_move_head)
+    res = run_experiment(load_config(None, MFCC), tmp_path)
+    assert head["commit"] == "commit-later" and res["environment"]["git_commit"] == "commit-at-start"
