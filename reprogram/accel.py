@@ -88,6 +88,17 @@ class AccelConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_training(cls, training) -> AccelConfig:
+        """The options of a ``TrainingConfig`` (``training.channels_last`` / ``compile`` / ``autocast`` /
+        ``checkpointing``)."""
+        return cls(training.channels_last, training.compile, training.autocast, training.checkpointing)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any option changes the eager fp32 forward (compile, autocast, checkpointing, channels-last)."""
+        return self.compile != "off" or self.autocast != "off" or self.checkpointing or self.channels_last
+
 
 def _device_type(device: str | torch.device) -> str:
     return torch.device(device).type

@@ -277,8 +277,10 @@ def _train_model(
     program = _program(model)
     before = _render(program, example) if program is not None else None
     ckpt = folder / "checkpoint" if config.output.checkpoint else None
+    from reprogram.accel import AccelConfig
+
     t = config.training
-    accel = t.compile != "off" or t.autocast != "off" or t.checkpointing or t.channels_last
+    accel = AccelConfig.from_training(t).enabled
     if sources is None:
         prefixed = Prefixed(None, record={"used": False, "reason": "turned off (--no-prefix-cache)"})
     else:

@@ -263,7 +263,7 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
     device = env.device(config.device)
     _to_device(model, device)
     state = TrainableState(model)
-    accel = AccelConfig(config.channels_last, config.compile, config.autocast, config.checkpointing)
+    accel = AccelConfig.from_training(config)
     apply_accel(model, accel, device)
     scaler = grad_scaler(accel, device)
     seed_everything(epoch_seed(seed, -1))
