@@ -88,7 +88,7 @@ class VideoBackbone(Backbone):
         self.freeze()
 
     def checkpoint_blocks(self) -> list[nn.Module]:
-        """Units of activation checkpointing (:mod:`reprogram.accel`): the residual blocks of R3D / MC3 /
+        """Units of activation checkpointing (:mod:`reprogram.runtime.accel`): the residual blocks of R3D / MC3 /
         R(2+1)D (``layer1..4``), the blocks of MViT (``blocks``), or the stages of S3D / Swin3D (``features``)."""
         m = self.model
         if all(hasattr(m, f"layer{i}") for i in range(1, 5)):

@@ -33,11 +33,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reprogram.cache import cached_features  # noqa: E402
 from reprogram.data.dataset import WaveformDataset  # noqa: E402
 from reprogram.data.loaders import load_table  # noqa: E402
 from reprogram.data.records import ClipTable  # noqa: E402
-from reprogram.threads import available_cores, configure_threads, make_loader  # noqa: E402
+from reprogram.runtime.cache import cached_features  # noqa: E402
+from reprogram.runtime.threads import available_cores, configure_threads, make_loader  # noqa: E402
 
 
 class Forget(MutableMapping):

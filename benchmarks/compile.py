@@ -4,7 +4,7 @@ For each method (``pad_linear``: EfficientNet-Lite0 + padding program + linear m
 tiny.en + LoRA r=8 q/v + linear head) and each variant, a fresh model runs the same training step (forward,
 cross-entropy, backward, AdamW) on one batch of 5 s danum-gibbon clips. Reported: the first step's time (for
 ``compile`` this includes compilation), the median of the next ``--repeats`` steps, and the speed-up of the
-median over the plain eager step. Variants: ``eager``; ``compile`` (:class:`reprogram.accel.AccelConfig`
+median over the plain eager step. Variants: ``eager``; ``compile`` (:class:`reprogram.runtime.accel.AccelConfig`
 ``compile="default"``, inductor); ``channels_last`` (convnets only); ``bf16`` (CPU autocast).
 
 Usage: ``python benchmarks/compile.py [--methods pad_linear lora_linear] [--variants eager compile ...]``
@@ -29,7 +29,7 @@ from step_models import (
     timed,
 )
 
-from reprogram.accel import AccelConfig, apply_accel, autocast_context
+from reprogram.runtime.accel import AccelConfig, apply_accel, autocast_context
 
 VARIANTS = {
     "eager": AccelConfig(),

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reprogram.baselines import CLASSIFIERS, evaluate_mfcc_baseline, table_features
 from reprogram.data.loaders import load_table
 from reprogram.data.records import ClipTable
 from reprogram.data.splits import leave_one_group_out, stratified_kfold
 from reprogram.data.synthetic import SYNTHETIC_TASKS, SyntheticConfig, ensure_corpus, task_manifest
+from reprogram.methods.mfcc import CLASSIFIERS, evaluate_mfcc_baseline, table_features
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ trainable parameters, seconds per epoch. Methods:
 * ``per_layer_probe``: the same on every hidden state; reports the layer with the best VALIDATION score;
 * ``weighted_sum_probe``: SUPERB softmax layer weights + linear map on the cached per-layer features;
 * ``lora_r4``, ``lora_r8`` (q, v of every layer), ``prompt_p{a,b}`` / ``deep_prompt_p{a,b}`` (two prompt lengths),
-  ``adaption``: trained end to end through the shared loop (:func:`reprogram.train.train`) with a linear head
+  ``adaption``: trained end to end through the shared loop (:func:`reprogram.experiment.train.train`) with a linear head
   on the mean-pooled last layer. The head starts from the validation-selected logistic probe (LP-FT,
   Kumar et al. 2022), so a few CPU epochs compare the methods rather than the head's convergence.
 
@@ -37,14 +37,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import backbones  # noqa: E402
-from reprogram.config import TrainingConfig  # noqa: E402
 from reprogram.data.dataset import WaveformDataset  # noqa: E402
 from reprogram.data.loaders import load_table  # noqa: E402
 from reprogram.data.splits import Split, grouped_split, stratified_kfold  # noqa: E402
-from reprogram.heads import LinearHead, SpeechClassifier  # noqa: E402
+from reprogram.experiment.config import TrainingConfig  # noqa: E402
+from reprogram.experiment.train import evaluate, train  # noqa: E402
+from reprogram.mappers.heads import LinearHead, SpeechClassifier  # noqa: E402
+from reprogram.methods.probes import fit_linear_probe, per_layer_probes, pooled_features, train_weighted_sum_probe  # noqa: E402
 from reprogram.peft import apply  # noqa: E402
-from reprogram.probes import fit_linear_probe, per_layer_probes, pooled_features, train_weighted_sum_probe  # noqa: E402
-from reprogram.train import evaluate, train  # noqa: E402
 
 TASKS = {
     # name: (folder, label column, group column, split kind)

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_models import ROOT, machine_line  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from reprogram.config import load_config  # noqa: E402
-from reprogram.runner import run_experiment  # noqa: E402
+from reprogram.experiment.config import load_config  # noqa: E402
+from reprogram.experiment.runner import run_experiment  # noqa: E402
 
 #: name -> config overrides of the method
 METHODS = {

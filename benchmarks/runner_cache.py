@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reprogram.config import load_config  # noqa: E402
-from reprogram.runner import run_experiment  # noqa: E402
+from reprogram.experiment.config import load_config  # noqa: E402
+from reprogram.experiment.runner import run_experiment  # noqa: E402
 
 DEFAULTS = ["data.path=synthetic", "method.name=linear_probe", "backbone.name=offline:whisper_tiny_en"]
 

@@ -1,6 +1,6 @@
 """Issue 7 (e): how the real training loop's epoch time grows with the number of clips (linear) and the budget (flat).
 
-Each point is one epoch of :func:`reprogram.train.train` (the toolkit's one training loop: loader, AdamW,
+Each point is one epoch of :func:`reprogram.experiment.train.train` (the toolkit's one training loop: loader, AdamW,
 clipping, schedule, and the validation pass on a fixed set of one batch, which adds a constant) on a model
 built by :func:`reprogram.methods.build` over the runner's data helpers and waveform cache (see
 ``benchmarks/throughput.py``). The epoch time is the loop's own ``history[0]["seconds"]``.
@@ -42,9 +42,9 @@ from throughput import (  # noqa: E402
     training_inputs,
 )
 
+from reprogram.experiment.train import count_parameters, train  # noqa: E402
 from reprogram.methods import build  # noqa: E402
-from reprogram.threads import configure_threads  # noqa: E402
-from reprogram.train import count_parameters, train  # noqa: E402
+from reprogram.runtime.threads import configure_threads  # noqa: E402
 
 #: method -> budgets swept (full size, --tiny)
 BUDGETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -159,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     configure_threads(args.num_workers)  # what train() sets again for its loader
     print(machine_line())
     print(f"# data: {source}; 5 s clips{', tiny:* backbones' if args.tiny else ''}; batch {args.batch}; "
-          f"one epoch of reprogram.train.train per point (its history seconds, incl. a 1-batch validation pass), "
+          f"one epoch of reprogram.experiment.train.train per point (its history seconds, incl. a 1-batch "
+          f"validation pass), "
           f"median of {args.repeats}")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="scaling-cache-") as tmp:

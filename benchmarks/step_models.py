@@ -3,9 +3,10 @@
 The two reference methods of issue 7, built from the project's own parts:
 
 * ``pad_linear``: ``offline:efficientnet_lite0`` behind a padding program (log-mel image in the middle, a learned
-  frame around it) and a linear label mapper on its 1000 ImageNet logits (:class:`reprogram.model.ReprogrammedModel`);
+  frame around it) and a linear label mapper on its 1000 ImageNet logits
+  (:class:`reprogram.methods.program.ReprogrammedModel`);
 * ``lora_linear``: ``offline:whisper_tiny_en`` with LoRA r=8 on the q/v projections (``reprogram.peft``) and a
-  linear head on the masked mean of the last layer (:class:`reprogram.heads.SpeechClassifier`);
+  linear head on the masked mean of the last layer (:class:`reprogram.mappers.heads.SpeechClassifier`);
 
 plus ``prompt_linear`` (shallow prompt tuning, 16 prompts), ``probe`` (a linear head on frozen features: no backward
 through the encoder) and ``finetune`` (every Whisper weight trains) for the memory table. Clips are real 5 s
@@ -31,9 +32,9 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/<script>.py` from any
 
 from backbones import registry  # noqa: E402
 from reprogram import mappers, transforms  # noqa: E402
-from reprogram.accel import enable_checkpointing  # noqa: E402
-from reprogram.heads import LinearHead, SpeechClassifier  # noqa: E402
+from reprogram.mappers.heads import LinearHead, SpeechClassifier  # noqa: E402
 from reprogram.peft import apply  # noqa: E402
+from reprogram.runtime.accel import enable_checkpointing  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "danum-gibbon"
 RATE = 16000
@@ -48,7 +49,7 @@ def build_method(method: str, image_backbone: str = IMAGE_BACKBONE, speech_backb
     """The model of ``method`` (one of :data:`METHODS`): ``forward(wave (B, N)) -> (B, 5)`` logits.
 
     With ``checkpointing`` the bare backbone's blocks are checkpointed before any PEFT method is attached
-    (the order :func:`reprogram.accel.enable_checkpointing` asks for).
+    (the order :func:`reprogram.runtime.accel.enable_checkpointing` asks for).
     """
     torch.manual_seed(seed)
     if method not in METHODS:
@@ -57,7 +58,7 @@ def build_method(method: str, image_backbone: str = IMAGE_BACKBONE, speech_backb
     if checkpointing:
         enable_checkpointing(backbone)
     if method == "pad_linear":
-        from reprogram.model import ReprogrammedModel
+        from reprogram.methods.program import ReprogrammedModel
 
         program = transforms.create("pad", backbone.spec, sample_rate=RATE)
         return ReprogrammedModel(program, backbone, mappers.create("linear", backbone, NUM_CLASSES))

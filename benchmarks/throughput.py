@@ -2,11 +2,12 @@
 
 Method path (what ``reprogram run`` trains): the runner's data helpers (``load_data``, ``make_split``, the
 memory-mapped waveform cache of every clip, a random-crop ``WaveformDataset`` of the training split), the loader
-of :func:`reprogram.threads.make_loader`, the model built by :func:`reprogram.methods.build` from an
+of :func:`reprogram.runtime.threads.make_loader`, the model built by :func:`reprogram.methods.build` from an
 ``ExperimentConfig`` (transform + backbone + mapper/head), cross-entropy, backward, gradient clipping, AdamW and
-the warm-up/cosine schedule, step for step as :func:`reprogram.train.train` runs them. As in the runner, methods
+the warm-up/cosine schedule, step for step as :func:`reprogram.experiment.train.train` runs them. As in the runner,
+methods
 that train above a frozen prefix (prompt tuning: above Whisper's front end and conv stem) train on its cached
-activations (:mod:`reprogram.prefix`; the one-off computation is untimed and printed); ``--no-prefix-cache``
+activations (:mod:`reprogram.runtime.prefix`; the one-off computation is untimed and printed); ``--no-prefix-cache``
 measures them from the waveform, as ``reprogram run --no-prefix-cache`` trains them.
 
 Bare path: the same backbone object (PEFT methods: with their adapters/prompts attached) on ready-made inputs of
@@ -21,7 +22,7 @@ Ratio = method clips/s / bare clips/s (goal >= 0.95). The method step is split i
 the backbone's section is the model's forward minus those three; CPU execution is synchronous, so the wall
 sections are exact and add up to the step): data wait, transform, front end, backbone, mapper, loss/other,
 backward, optimizer (zero_grad, clipping, AdamW, schedule). Both paths use the thread plan of
-:func:`reprogram.threads.configure_threads` for the loader's worker count. After one warm-up step each, method
+:func:`reprogram.runtime.threads.configure_threads` for the loader's worker count. After one warm-up step each, method
 and bare steps alternate, so load drift on a shared machine hits both alike. With ``--num-workers`` > 0 (the
 runner's default is 0) the workers also prefetch during the bare steps, so the data wait is then a lower bound.
 
@@ -48,11 +49,11 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_models import ROOT, finish, machine_line  # noqa: E402
 
-from reprogram.config import ExperimentConfig, config_from_dict  # noqa: E402
+from reprogram.experiment.config import ExperimentConfig, config_from_dict  # noqa: E402
+from reprogram.experiment.runner import _dataset, _waveforms, load_data, make_split  # noqa: E402
+from reprogram.experiment.train import epoch_seed, make_optimizer, seed_everything, unpack, warmup_cosine  # noqa: E402
 from reprogram.methods import Built, build  # noqa: E402
-from reprogram.runner import _dataset, _waveforms, load_data, make_split  # noqa: E402
-from reprogram.threads import configure_threads, make_loader  # noqa: E402
-from reprogram.train import epoch_seed, make_optimizer, seed_everything, unpack, warmup_cosine  # noqa: E402
+from reprogram.runtime.threads import configure_threads, make_loader  # noqa: E402
 
 #: name -> (backbone, tiny twin, method.name, method.budget, method.options)
 METHODS: dict[str, tuple[str, str, str, int | None, dict]] = {
@@ -169,14 +170,15 @@ class Training:
 
 def training_inputs(config: ExperimentConfig, built: Built, table, rows: Sequence[int], cache_dir: Path,
                     prefix: bool = True, val_rows: Sequence[int] = ()) -> Training:
-    """Datasets and model of ``table[rows]`` as :func:`reprogram.runner.run_experiment` prepares them.
+    """Datasets and model of ``table[rows]`` as :func:`reprogram.experiment.runner.run_experiment` prepares them.
 
     As in the runner: every clip of ``table`` decoded once into the waveform cache (memory-mapped) and shared
     by every subset; random crops for training, center crops for ``prepare`` (prompt init) and evaluation;
-    then, unless ``prefix`` is False (the runner's ``--no-prefix-cache``), :func:`reprogram.prefix.prepare_prefix`
+    then, unless ``prefix`` is False (the runner's ``--no-prefix-cache``),
+    :func:`reprogram.runtime.prefix.prepare_prefix`
     (methods that train above a frozen prefix train on its activations, computed once into ``cache_dir``).
     """
-    from reprogram.prefix import prepare_prefix
+    from reprogram.runtime.prefix import prepare_prefix
 
     t0 = time.perf_counter()
     rate, classes = built.sample_rate, table.classes
@@ -250,7 +252,7 @@ def endless(loader, model: nn.Module, seed: int) -> Iterator:
 
 
 class MethodStepper:
-    """Training steps of ``model`` exactly as :func:`reprogram.train.train` runs them; each call times one.
+    """Training steps of ``model`` exactly as :func:`reprogram.experiment.train.train` runs them; each call times one.
 
     Args:
         config: the experiment config (its ``training`` section: batch, optimizer, clipping, schedule, workers).

@@ -23,8 +23,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from reprogram.catalogue import ABLATIONS
-from reprogram.suite import add_arguments, run_command
+from reprogram.experiment.catalogue import ABLATIONS
+from reprogram.experiment.suite import add_arguments, run_command
 
 NAME = "budget_ablation"
 

@@ -15,8 +15,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from reprogram.catalogue import BASELINE_SYSTEMS, IMAGE_SYSTEMS, PEFT_SYSTEMS, SPEECH_PROGRAM_SYSTEMS, VIDEO_SYSTEMS
-from reprogram.suite import script_main
+from reprogram.experiment.catalogue import (
+    BASELINE_SYSTEMS,
+    IMAGE_SYSTEMS,
+    PEFT_SYSTEMS,
+    SPEECH_PROGRAM_SYSTEMS,
+    VIDEO_SYSTEMS,
+)
+from reprogram.experiment.suite import script_main
 
 NAME = "compare"
 SYSTEMS = IMAGE_SYSTEMS + VIDEO_SYSTEMS + SPEECH_PROGRAM_SYSTEMS + PEFT_SYSTEMS + BASELINE_SYSTEMS

@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from reprogram.catalogue import IMAGE_SYSTEMS
-from reprogram.suite import script_main
+from reprogram.experiment.catalogue import IMAGE_SYSTEMS
+from reprogram.experiment.suite import script_main
 
 NAME = "image"
 

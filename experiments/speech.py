@@ -16,8 +16,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from reprogram.catalogue import BASELINE_SYSTEMS, PEFT_SYSTEMS, SPEECH_PROGRAM_SYSTEMS
-from reprogram.suite import script_main
+from reprogram.experiment.catalogue import BASELINE_SYSTEMS, PEFT_SYSTEMS, SPEECH_PROGRAM_SYSTEMS
+from reprogram.experiment.suite import script_main
 
 NAME = "speech"
 

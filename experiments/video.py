@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from reprogram.catalogue import VIDEO_SYSTEMS
-from reprogram.suite import script_main
+from reprogram.experiment.catalogue import VIDEO_SYSTEMS
+from reprogram.experiment.suite import script_main
 
 NAME = "video"
 

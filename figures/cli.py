@@ -16,7 +16,7 @@ from figures.plots import (
     plot_programs,
 )
 from figures.tables import results_table
-from reprogram.results import read_results
+from reprogram.experiment.results import read_results
 
 
 def read_runs_file(path: str | Path) -> list[str]:

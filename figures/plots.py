@@ -1,6 +1,6 @@
 """The paper's figures, drawn from result files only.
 
-Every function takes the results of a folder (``reprogram.results.read_results``) and an output folder, and
+Every function takes the results of a folder (``reprogram.experiment.results.read_results``) and an output folder, and
 returns the paths it wrote (PDF and PNG of each figure; one figure per task where results mix tasks).
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from figures.style import COLUMN, TEXT, method_label, paper_style, save, slug, system_label
-from reprogram.results import run_dir, setting, split_predictions, tidy_rows, variant
-from reprogram.stats import SYSTEM_KEYS, summarize
+from reprogram.experiment.results import run_dir, setting, split_predictions, tidy_rows, variant
+from reprogram.experiment.stats import SYSTEM_KEYS, summarize
 
 MARKERS = {"image": "o", "video": "s", "speech": "^", "audio": "D", "features": "X"}
 METRIC_LABEL = {
@@ -58,7 +58,8 @@ def labelled(s: dict, with_setting: bool) -> str:
 
 
 def summary_of(group: list[dict], metric: str, split: str, seed: int = 0) -> list[dict]:
-    """:func:`reprogram.stats.summarize` of a task's results per system, with their stored per-clip predictions."""
+    """:func:`reprogram.experiment.stats.summarize` of a task's results per system, with their stored per-clip
+    predictions."""
     return summarize(tidy_rows(group), metric, split, by=SYSTEM, seed=seed, predictions=split_predictions(group, split))
 
 
@@ -77,7 +78,8 @@ def _chance(results: list[dict], metric: str) -> float | None:
 def plot_accuracy_vs_params(
     results: list[dict], out: str | Path, metric: str = "balanced_accuracy", split: str = "test"
 ) -> list[Path]:
-    """Mean ``metric`` (bootstrap 95% interval, :mod:`reprogram.stats`) against measured trainable parameters (log x).
+    """Mean ``metric`` (bootstrap 95% interval, :mod:`reprogram.experiment.stats`) against measured trainable
+    parameters (log x).
 
     Colour = method (and setting, where a system ran under several), marker = source modality; one figure per task.
     """

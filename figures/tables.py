@@ -1,6 +1,6 @@
 """The results table (Markdown and LaTeX): per system the mean and bootstrap 95% interval over independent units
 (folds, seeds averaged within a fold; clip-level bootstrap for fewer than 5 folds when per-clip predictions are
-stored; see :mod:`reprogram.stats`), and paired comparisons against a reference system on their shared units.
+stored; see :mod:`reprogram.experiment.stats`), and paired comparisons against a reference system on their shared units.
 
 The reference is the MFCC baseline when the folder has one, else the system given with ``--reference``; with
 neither there is no paired column (the caption says so). It is never chosen by its score on the reported split.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.plots import SYSTEM, by_task, labelled, several_settings
-from reprogram.results import atomic_write_text, split_predictions, tidy_rows
-from reprogram.stats import MIN_UNITS, compare_to_reference, summarize
+from reprogram.experiment.results import atomic_write_text, split_predictions, tidy_rows
+from reprogram.experiment.stats import MIN_UNITS, compare_to_reference, summarize
 
 COLUMNS = (
     "method",
@@ -87,7 +87,7 @@ def table_rows(
         seed: bootstrap seed.
 
     Returns:
-        task -> rows; every row has the :func:`reprogram.stats.summarize` keys (``n_units`` included) plus
+        task -> rows; every row has the :func:`reprogram.experiment.stats.summarize` keys (``n_units`` included) plus
         ``macro_f1``, ``reference`` (is it the reference), ``delta``, ``p_bootstrap``, ``p_wilcoxon``,
         ``show_setting`` (the task's table needs a setting column), ``has_reference`` and ``caption`` (the
         reference sentence).

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help). One line per subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("reprogram.data.cli", "check, summarise and split datasets (manifest, folder, Raven or Hainan tables)"),
-    "run": ("reprogram.runner", "run one experiment config and write DIR/runs/<run id>/result.json"),
-    "sweep": ("reprogram.sweep", "run a resumable grid of experiments (methods x backbones x budgets x seeds x folds)"),
+    "data": ("reprogram.data.cli", "check, summarise and split datasets (manifest, folder, Raven, Hainan tables)"),
+    "run": ("reprogram.experiment.runner", "run one experiment config and write DIR/runs/<run id>/result.json"),
+    "sweep": ("reprogram.experiment.sweep", "a resumable grid of runs (methods x backbones x budgets x seeds x folds)"),
     "figures": ("figures.cli", "draw every paper figure and the results table from a results folder"),
     "backbones": ("backbones.cli", "list backbones: input spec, parameters, source labels, weights on this machine"),
-    "cache": ("reprogram.cache_cli", "cache folder: size report per kind (info) and clear [--kind]"),
-    "demo": ("reprogram.demo", "the main job: reprogramming vs PEFT vs MFCC (synthetic corpus or --data), figures"),
+    "cache": ("reprogram.runtime.cache_cli", "cache folder: size report per kind (info) and clear [--kind]"),
+    "demo": ("reprogram.experiment.demo", "the main job: reprogramming vs PEFT vs MFCC (synthetic or --data), figures"),
 }
 
 

@@ -21,8 +21,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from reprogram.config import TrainingConfig
-from reprogram.train import train
+from reprogram.experiment.config import TrainingConfig
+from reprogram.experiment.train import train
 
 SR, K = 2000, 3
 CLASSES = ["a", "b", "c"]

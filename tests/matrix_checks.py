@@ -1,6 +1,6 @@
 """Shared invariant checks for a (transform, backbone, mapper) reprogramming case, in the spirit of peft's TEST_CASES.
 
-Each check takes a built :class:`~reprogram.model.ReprogrammedModel` and a batch and raises ``AssertionError``
+Each check takes a built :class:`~reprogram.methods.program.ReprogrammedModel` and a batch and raises ``AssertionError``
 with a message naming what broke. The closed-form parameter counts here are written independently of the
 modules they check.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from reprogram.model import ReprogrammedModel
+from reprogram.methods.program import ReprogrammedModel
 from reprogram.spec import InputSpec
 
 

@@ -1,4 +1,4 @@
-"""Model-path options (reprogram.accel): each leaves outputs and gradients unchanged, and does what it says."""
+"""Model-path options (reprogram.runtime.accel): each leaves outputs and gradients unchanged, and does what it says."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from torch import nn
 
 from backbones import registry
 from reprogram import mappers, transforms
-from reprogram.accel import (
+from reprogram.mappers.heads import LinearHead, SpeechClassifier
+from reprogram.methods.program import ReprogrammedModel
+from reprogram.peft import apply
+from reprogram.runtime.accel import (
     AccelConfig,
     apply_accel,
     assert_no_frozen_grads,
@@ -21,9 +24,6 @@ from reprogram.accel import (
     frozen_grad_problems,
     grad_scaler,
 )
-from reprogram.heads import LinearHead, SpeechClassifier
-from reprogram.model import ReprogrammedModel
-from reprogram.peft import apply
 
 RATE = 16000
 

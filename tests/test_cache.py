@@ -11,7 +11,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from reprogram.cache import (
+from reprogram.data import load_table
+from reprogram.data.dataset import WaveformDataset
+from reprogram.runtime.cache import (
     ArrayDataset,
     backbone_fingerprint,
     cache_size_report,
@@ -21,9 +23,7 @@ from reprogram.cache import (
     clear,
     get_or_build,
 )
-from reprogram.cache.store import cache_root, read_meta
-from reprogram.data import load_table
-from reprogram.data.dataset import WaveformDataset
+from reprogram.runtime.cache.store import cache_root, read_meta
 
 SR = 16000
 
@@ -51,7 +51,7 @@ def whisper():
 
 
 def count_decodes(monkeypatch) -> list:
-    import reprogram.cache.waveforms as wv
+    import reprogram.runtime.cache.waveforms as wv
 
     calls = []
     real = wv.load_audio
@@ -270,7 +270,7 @@ def test_cache_cli_info_and_clear(tmp_path, capsys):
 
 
 def test_batches_group_equal_lengths_and_cover_every_clip():
-    from reprogram.cache.features import _batches
+    from reprogram.runtime.cache.features import _batches
 
     lengths = [5, 6, 5, 7, 5, 6, 8, 9, 10, 11, 5, 12]
     data = [np.full(n, i, dtype=np.float32) for i, n in enumerate(lengths)]
@@ -312,7 +312,7 @@ def test_cache_benchmark_runs_on_a_few_clips(tmp_path, capsys):
 
 def edited_sources(monkeypatch, *suffixes: str) -> None:
     """Simulate an edit of the toolkit's own source files ending in ``suffixes`` (new bytes, fresh process)."""
-    import reprogram.cache.code as code
+    import reprogram.runtime.cache.code as code
 
     real = code.read_source
     monkeypatch.setattr(code, "_SOURCE_MEMO", {})  # a new process reads the sources again
@@ -321,22 +321,22 @@ def edited_sources(monkeypatch, *suffixes: str) -> None:
 
 
 def test_code_fingerprint_names_the_modules_computing_a_result(whisper):
-    from reprogram.baselines.mfcc import mfcc_features
-    from reprogram.cache import code_fingerprint
+    from reprogram.methods.mfcc import mfcc_features
+    from reprogram.runtime.cache import code_fingerprint
 
     fp = code_fingerprint(whisper)
     assert fp == code_fingerprint(whisper) and len(fp["digest"]) == 32
     assert fp["modules"] == ["backbones.base", "backbones.hf_speech"]  # class MRO within our packages only
-    assert code_fingerprint(mfcc_features)["modules"] == ["reprogram.baselines.mfcc"]
-    assert code_fingerprint("reprogram.baselines.mfcc") == code_fingerprint(mfcc_features)
+    assert code_fingerprint(mfcc_features)["modules"] == ["reprogram.methods.mfcc"]
+    assert code_fingerprint("reprogram.methods.mfcc") == code_fingerprint(mfcc_features)
     assert code_fingerprint(np.mean, torch.nn.Linear(2, 2))["modules"] == []  # libraries: covered by versions
     with pytest.raises(KeyError, match="import"):
         code_fingerprint("reprogram.no_such_module")
 
 
 def test_code_fingerprint_changes_with_source_bytes(monkeypatch, whisper):
-    from reprogram.baselines.mfcc import mfcc_features
-    from reprogram.cache import code_fingerprint
+    from reprogram.methods.mfcc import mfcc_features
+    from reprogram.runtime.cache import code_fingerprint
 
     before, mfcc = code_fingerprint(whisper), code_fingerprint(mfcc_features)
     edited_sources(monkeypatch, "hf_speech.py")
@@ -349,7 +349,7 @@ def test_features_and_waveforms_recompute_when_their_code_changes(table, tmp_pat
     data = WaveformDataset(table, SR, None)
     first = cached_features(whisper, data, layer=None, cache_dir=tmp_path)
     modules = read_meta(first.path)["parts"]["code"]["modules"]
-    assert {"backbones.hf_speech", "reprogram.cache.features", "reprogram.data.audio",
+    assert {"backbones.hf_speech", "reprogram.runtime.cache.features", "reprogram.data.audio",
             "reprogram.data.dataset"} <= set(modules)
     calls = count_decodes(monkeypatch)
     cached_waveforms(table, SR, tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reprogram.config import (
+from reprogram.experiment.config import (
     ConfigError,
     ExperimentConfig,
     apply_overrides,
@@ -97,7 +97,7 @@ def test_dict_round_trip_and_keys():
 def test_example_configs_load_and_the_sweep_expands():
     from pathlib import Path
 
-    from reprogram.sweep import expand, load_sweep
+    from reprogram.experiment.sweep import expand, load_sweep
 
     folder = Path(__file__).resolve().parents[1] / "experiments" / "configs"
     modalities = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from reprogram import demo
-from reprogram.results import read_results
+from reprogram.experiment import demo
+from reprogram.experiment.results import read_results
 
 TINY = ["--tiny", "--seeds", "1", "--jobs", "0"]
 

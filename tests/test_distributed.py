@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from reprogram.distributed import (
+from reprogram.runtime.distributed import (
     DistEnv,
     ShardBatchSampler,
     global_mean_loss,
@@ -24,7 +24,7 @@ from reprogram.distributed import (
     unused_parameters,
     wrap_model,
 )
-from reprogram.threads import EpochSampler, make_loader
+from reprogram.runtime.threads import EpochSampler, make_loader
 from tests import ddp_worker
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reprogram import suite
-from reprogram.catalogue import ABLATIONS, IMAGE_SYSTEMS
-from reprogram.results import read_results
+from reprogram.experiment import suite
+from reprogram.experiment.catalogue import ABLATIONS, IMAGE_SYSTEMS
+from reprogram.experiment.results import read_results
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = ["--tiny", "--seeds", "1", "--jobs", "0"]

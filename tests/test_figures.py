@@ -11,8 +11,8 @@ from safetensors.numpy import save_file
 from figures.cli import make_figures
 from figures.tables import table_rows
 from reprogram.cli import main as cli_main
-from reprogram.config import load_config, run_id, to_dict
-from reprogram.results import SCHEMA_VERSION, environment, read_results, run_dir, write_result
+from reprogram.experiment.config import load_config, run_id, to_dict
+from reprogram.experiment.results import SCHEMA_VERSION, environment, read_results, run_dir, write_result
 
 CLASSES = ["duet", "female", "male", "noise"]
 

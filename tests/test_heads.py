@@ -7,7 +7,7 @@ import torch
 
 import backbones
 from backbones.base import BackboneOutput
-from reprogram.heads import AttentivePoolingHead, LinearHead, SpeechClassifier, WeightedSumHead, build_head
+from reprogram.mappers.heads import AttentivePoolingHead, LinearHead, SpeechClassifier, WeightedSumHead, build_head
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from reprogram.data import load_table
 from reprogram.data.dataset import WaveformDataset
-from reprogram.threads import auto_workers, available_cores, configure_threads, make_loader
+from reprogram.runtime.threads import auto_workers, available_cores, configure_threads, make_loader
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reprogram.config import ConfigError, load_config
+from reprogram.experiment.config import ConfigError, load_config
 from reprogram.methods import METHODS, build
 
 CLASSES = ["a", "b", "c"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprogram.baselines import evaluate_mfcc_baseline, mfcc_features, table_features
 from reprogram.data.loaders import load_table
 from reprogram.data.splits import leave_one_group_out, stratified_kfold
 from reprogram.data.synthetic import SyntheticConfig, generate_corpus, task_manifest
+from reprogram.methods.mfcc import evaluate_mfcc_baseline, mfcc_features, table_features
 
 CALLER_ID = SyntheticConfig(
     seed=0,
@@ -158,7 +158,7 @@ def test_one_definition_of_macro_f1_and_balanced_accuracy():
     the test part is penalised once (lost recall), not again as an extra zero-F1 class."""
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from reprogram.metrics import classification_metrics
+    from reprogram.experiment.metrics import classification_metrics
 
     classes = ["a", "b", "c"]
     truth = np.array([0, 0, 0, 1, 1, 1])  # class c is absent from this test part

@@ -1,4 +1,4 @@
-"""reprogram.prefix through run_experiment: methods that train above a frozen prefix train on its cached
+"""reprogram.runtime.prefix through run_experiment: methods that train above a frozen prefix train on its cached
 activations with the metrics of the uncached path; random crops, heads below the cut and bad options fall
 back or raise clearly."""
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from reprogram.config import ConfigError, load_config
+from reprogram.experiment.config import ConfigError, load_config
+from reprogram.experiment.runner import run_experiment
 from reprogram.methods import build
-from reprogram.runner import run_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,7 +134,7 @@ def test_the_prefix_key_follows_the_lower_weights_only(corpus, tmp_path):
 
     from reprogram.data.dataset import WaveformDataset
     from reprogram.data.loaders import load_table
-    from reprogram.prefix import _compute
+    from reprogram.runtime.prefix import _compute
 
     config = _config(corpus, "lora", "tiny:hubert", "method.options.top_k=1")
     data = WaveformDataset(load_table(corpus, label_column="label"), RATE, SECONDS, crop="center")
@@ -152,9 +152,9 @@ def test_command_line_switch(corpus, tmp_path):
     """``reprogram run ... --no-prefix-cache`` runs the uncached path (recorded), the default the cached one."""
     import json
 
-    from reprogram.config import run_id
-    from reprogram.results import result_path
-    from reprogram.runner import main
+    from reprogram.experiment.config import run_id
+    from reprogram.experiment.results import result_path
+    from reprogram.experiment.runner import main
 
     settings = (f"data.path={corpus}", "data.clip_seconds=0.5", "task.label_column=label", "split.kind=kfold",
                 "split.n_folds=3", "task.group_column=null", "method.name=prompt", "backbone.name=tiny:hubert",

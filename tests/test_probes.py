@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import backbones
-from reprogram.probes import fit_linear_probe, per_layer_probes, pooled_features, train_weighted_sum_probe
+from reprogram.methods.probes import fit_linear_probe, per_layer_probes, pooled_features, train_weighted_sum_probe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,8 +107,8 @@ def test_caller_id_probe_beats_chance_on_real_calls(caller_id_dir):
 def test_per_layer_probe_runs_through_the_runner(tmp_path):
     """``per_layer_probe`` records every layer's validation score, keeps the best one on validation, and scores
     as ``linear_probe`` on that layer does."""
-    from reprogram.config import load_config
-    from reprogram.runner import run_experiment
+    from reprogram.experiment.config import load_config
+    from reprogram.experiment.runner import run_experiment
 
     base = ["data.path=synthetic", "data.clip_seconds=0.5", "backbone.name=tiny:hubert", "method.options.cs=[0.1,1.0]"]
     result = run_experiment(load_config(None, [*base, "method.name=per_layer_probe"]), tmp_path,

@@ -21,7 +21,7 @@ from matrix_checks import (
 import backbones
 from reprogram import mappers, transforms
 from reprogram.mappers import SemanticMapping
-from reprogram.model import ReprogrammedModel
+from reprogram.methods.program import ReprogrammedModel
 
 K = 3
 CLASSES = ["female great call", "duet", "background noise"]

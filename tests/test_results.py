@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from reprogram.config import load_config, run_id
-from reprogram.results import (
+from reprogram.experiment.config import load_config, run_id
+from reprogram.experiment.results import (
     CorruptResultError,
     environment,
     read_result,
@@ -17,7 +17,7 @@ from reprogram.results import (
     tidy_rows,
     write_result,
 )
-from reprogram.runner import run_experiment
+from reprogram.experiment.runner import run_experiment
 
 MFCC = ["data.path=synthetic", "data.clip_seconds=1.0", "task.label_column=call_type", "task.group_column=recorder",
         "method.name=mfcc"]
@@ -88,7 +88,7 @@ def test_tidy_rows(mfcc_run):
 def test_external_test_set_and_detection(mfcc_run, tmp_path):
     """Train and select on the corpus, report on another table; a presence task adds ROC-AUC and AP."""
     out, config, result = mfcc_run
-    from reprogram.runner import load_data
+    from reprogram.experiment.runner import load_data
 
     table = load_data(None, config)
     external = tmp_path / "external.csv"
@@ -127,8 +127,8 @@ def test_write_result_is_atomic_and_environment(tmp_path):
 def test_setting_and_eval_set_columns():
     """``setting`` changes with any config value outside the system columns, seed and fold; ``eval_set`` names the
     clips scored (fold-dependent for test, shared by every fold for an external set)."""
-    from reprogram.config import to_dict
-    from reprogram.results import eval_set, setting
+    from reprogram.experiment.config import to_dict
+    from reprogram.experiment.results import eval_set, setting
 
     def cfg(*extra):
         return to_dict(load_config(None, ["split.kind=kfold", *extra]))
@@ -152,8 +152,8 @@ def test_setting_and_eval_set_columns():
 def test_provenance_is_the_code_a_run_started_with(monkeypatch, tmp_path):
     """A checkout that moves while a run trains (a sweep's later jobs, a ``git pull``) must not relabel the run:
     ``environment.git_commit`` is read when the run starts, not when its result is written."""
+    import reprogram.experiment.results as results
     import reprogram.methods
-    import reprogram.results as results
 
     head = {"commit": "commit-at-start"}
     build = reprogram.methods.build

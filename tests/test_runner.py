@@ -8,9 +8,9 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from reprogram.config import load_config, run_id
-from reprogram.results import result_path, run_dir
-from reprogram.runner import main, run_experiment, summary
+from reprogram.experiment.config import load_config, run_id
+from reprogram.experiment.results import result_path, run_dir
+from reprogram.experiment.runner import main, run_experiment, summary
 
 OVERRIDES = ["data.path=synthetic", "data.clip_seconds=0.5", "data.sample_rate=8000", "method.name=program",
              "method.budget=2", "method.options.transform=pad", "method.options.mapper=flm", "backbone.name=tiny:vit",
@@ -41,7 +41,7 @@ class Killed(Exception):
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     """A run killed right after epoch 1 of 2 resumes from that checkpoint, trains epoch 2 and ends with the
     uninterrupted run's metrics and FLM assignment."""
-    import reprogram.train as train_module
+    import reprogram.experiment.train as train_module
 
     config = load_config(None, OVERRIDES)
     whole = run_experiment(config, tmp_path / "whole", cache_dir=tmp_path / "cache")
@@ -139,8 +139,8 @@ def test_completed_run_is_not_reused_after_its_data_changed(tmp_path):
 
 
 def test_make_split_honours_logo_options_and_refuses_ungrouped_kfold_with_groups():
-    from reprogram.config import ConfigError
-    from reprogram.runner import load_data, make_split
+    from reprogram.experiment.config import ConfigError
+    from reprogram.experiment.runner import load_data, make_split
 
     def val_groups(*extra):  # the validation recorders of each of the 4 leave-one-recorder-out folds
         configs = [load_config(None, ["data.path=synthetic", "split.kind=logo", f"split.fold={f}", *extra])
@@ -174,7 +174,7 @@ def test_runner_prompt_tuning_initialises_prompts_from_frames(tmp_path, monkeypa
 
 def test_data_config_reaches_the_loader(tmp_path):
     """The fixes the loader's errors suggest (on_error=skip, path column, format) are expressible in the config."""
-    from reprogram.config import ConfigError
+    from reprogram.experiment.config import ConfigError
 
     path = _manifest(tmp_path, path_column="file", broken=5)
     base = [*MFCC, f"data.path={path}", "data.path_column=file", "data.format=manifest"]
@@ -191,7 +191,7 @@ def test_data_config_reaches_the_loader(tmp_path):
 
 
 def test_sweep_refuses_parallel_jobs_under_torchrun(tmp_path, monkeypatch):
-    from reprogram.sweep import run_sweep
+    from reprogram.experiment.sweep import run_sweep
 
     for key, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(key, value)
@@ -214,7 +214,7 @@ def test_torchrun_two_processes_write_one_result_equal_to_one_process(tmp_path):
     env.update(PYTHONPATH=os.pathsep.join([str(root), env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
     sets = [arg for item in OVERRIDES for arg in ("--set", item)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "reprogram.runner", str(_write(tmp_path)), "--out", str(tmp_path / "ddp"),
+               "-m", "reprogram.experiment.runner", str(_write(tmp_path)), "--out", str(tmp_path / "ddp"),
                "--cache-dir", str(tmp_path / "cache"), *sets]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -13,13 +13,13 @@ import torch
 
 import backbones
 from backbones.base import Backbone
-from reprogram.cache.store import read_meta
-from reprogram.config import load_config
 from reprogram.data.dataset import WaveformDataset
 from reprogram.data.loaders import load_table
 from reprogram.data.synthetic import ensure_corpus, task_manifest
-from reprogram.probes import pooled_features
-from reprogram.runner import main, run_experiment
+from reprogram.experiment.config import load_config
+from reprogram.experiment.runner import main, run_experiment
+from reprogram.methods.probes import pooled_features
+from reprogram.runtime.cache.store import read_meta
 
 PROBE = ["data.path=synthetic", "data.clip_seconds=0.5", "data.sample_rate=16000", "method.name=linear_probe",
          "backbone.name=tiny:hubert", "method.options.cs=[0.1,1.0]"]
@@ -151,7 +151,7 @@ def test_cli_cache_dir_and_no_cache(tmp_path):
 
 
 def test_sweep_runs_share_the_cache_dir(tmp_path):
-    from reprogram.sweep import run_sweep
+    from reprogram.experiment.sweep import run_sweep
 
     spec = {"name": "cache-sweep", "config": {"data": {"path": "synthetic", "clip_seconds": 0.5,
                                                        "sample_rate": 16000}},

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from reprogram.clip_bootstrap import clip_metric, resample_weights
-from reprogram.metrics import classification_metrics
-from reprogram.stats import bootstrap_ci, compare_to_reference, paired_comparison, summarize
+from reprogram.experiment.clip_bootstrap import clip_metric, resample_weights
+from reprogram.experiment.metrics import classification_metrics
+from reprogram.experiment.stats import bootstrap_ci, compare_to_reference, paired_comparison, summarize
 
 
 def test_bootstrap_ci_known_values_and_too_few_units():

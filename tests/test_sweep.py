@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprogram.config import ConfigError, run_id
-from reprogram.results import read_results, result_files
-from reprogram.sweep import expand, run_sweep
+from reprogram.experiment.config import ConfigError, run_id
+from reprogram.experiment.results import read_results, result_files
+from reprogram.experiment.sweep import expand, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = {

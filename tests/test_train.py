@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Dataset
 
-from reprogram.config import TrainingConfig
-from reprogram.train import evaluate, load_trainable, train
+from reprogram.experiment.config import TrainingConfig
+from reprogram.experiment.train import evaluate, load_trainable, train
 
 SR = 2000
 

@@ -140,7 +140,7 @@ class EfficientNetLite0Video(Backbone):
         self.freeze()
 
     def checkpoint_blocks(self) -> list[nn.Module]:
-        """The 16 inflated MBConv blocks, the units of activation checkpointing (:mod:`reprogram.accel`)."""
+        """The 16 inflated MBConv blocks, the units of activation checkpointing (:mod:`reprogram.runtime.accel`)."""
         return list(self.net._blocks)
 
     def forward(self, x: torch.Tensor) -> BackboneOutput:

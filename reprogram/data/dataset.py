@@ -10,16 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 from reprogram.data.audio import audio_info, load_audio
-from reprogram.data.records import ClipRecord, ClipTable
+from reprogram.data.records import CacheKey, ClipTable, cache_key
 from reprogram.data.windows import CROP_POLICIES, clip_bounds, fit_length
-
-#: key of a decoded clip in a cache: (path, start_s, end_s, sample_rate).
-CacheKey = tuple[str, float | None, float | None, int]
-
-
-def cache_key(record: ClipRecord, sample_rate: int) -> CacheKey:
-    """Cache key of a record's decoded waveform at ``sample_rate``."""
-    return (record.path, record.start_s, record.end_s, int(sample_rate))
 
 
 class WaveformDataset(Dataset):
@@ -43,7 +35,7 @@ class WaveformDataset(Dataset):
         cache: a mapping shared between datasets (keys :func:`cache_key`); default: a private dict.
             DataLoader workers each fill their own copy; call :meth:`preload` before creating the loader
             to decode once in the main process (forked workers then share the arrays copy-on-write).
-        cache_dir: a folder for the disk cache of decoded clips (:func:`reprogram.cache.cached_waveforms`):
+        cache_dir: a folder for the disk cache of decoded clips (:func:`reprogram.runtime.cache.cached_waveforms`):
             on first use every clip of the table is decoded once (clips already in ``cache`` are reused) into
             one memory-mapped float32 file keyed by the files' identity, the segments and the rate; later
             datasets, runs and worker processes map it instead of decoding. ``None``: memory only.
@@ -100,7 +92,7 @@ class WaveformDataset(Dataset):
         key = cache_key(rec, self.sample_rate)
         if self.cache_dir is not None:
             if self._packed is None:
-                from reprogram.cache.waveforms import cached_waveforms
+                from reprogram.runtime.cache.waveforms import cached_waveforms
 
                 self._packed = cached_waveforms(self.table, self.sample_rate, self.cache_dir,
                                                 self.cache_identity, decoded=self.cache)
@@ -136,7 +128,7 @@ class WaveformDataset(Dataset):
         if self.crop == "random" and self.num_samples is not None:
             raise ValueError("a crop='random' dataset draws new crops every epoch, so its outputs cannot be cached; "
                              "cache features of a crop='center' (or 'start') dataset of the same table")
-        from reprogram.cache.keys import table_identity
+        from reprogram.runtime.cache.keys import table_identity
 
         return {"table": table_identity(self.table, self.cache_identity), "sample_rate": self.sample_rate,
                 "clip_seconds": self.clip_seconds, "crop": self.crop}

@@ -9,6 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+#: key of a decoded clip in a cache: (path, start_s, end_s, sample_rate).
+CacheKey = tuple[str, float | None, float | None, int]
+
+
+def cache_key(record: ClipRecord, sample_rate: int) -> CacheKey:
+    """Cache key of a record's decoded waveform at ``sample_rate``."""
+    return (record.path, record.start_s, record.end_s, int(sample_rate))
+
 
 @dataclass(frozen=True)
 class ClipRecord:

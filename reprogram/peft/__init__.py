@@ -2,7 +2,8 @@
 
 ``apply(backbone, "lora", r=8)`` attaches a method in place and returns its handle; the backbone's
 ``parameters()`` then list exactly the method's trainable tensors (``backbone.num_parameters(True)``).
-Heads live in :mod:`reprogram.heads`, probes in :mod:`reprogram.probes`, save/load in :mod:`reprogram.peft.io`.
+Heads live in :mod:`reprogram.mappers.heads`, probes in :mod:`reprogram.methods.probes`, save/load in
+:mod:`reprogram.peft.io`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A method that trains only above a point of a frozen speech encoder recomputes, in every step of every epoch,
 the same frozen work below it. Here that work is done once per (data, crop, weights of the lower part, cut)
-by :func:`reprogram.cache.cached_activations` / :func:`reprogram.cache.cached_features` (on disk, shared by
+by :func:`reprogram.runtime.cache.cached_activations` / :func:`reprogram.runtime.cache.cached_features` (on disk,
+shared by
 every run, seed and fold; in memory with ``--no-cache``) and the one training loop trains and evaluates the
 upper part plus head on the cached items. The modules are the method's own (same objects, same parameter
 names), so the trained state, checkpoints and ``trainable.safetensors`` are those of the uncached run.
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from reprogram.cache.features import ArrayDataset
+from reprogram.runtime.cache.features import ArrayDataset
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class _HiddenState:
 
 
 class _Rows(Sequence):
-    """Rows ``index`` of per-clip arrays (e.g. :class:`~reprogram.cache.features.Activations`)."""
+    """Rows ``index`` of per-clip arrays (e.g. :class:`~reprogram.runtime.cache.features.Activations`)."""
 
     def __init__(self, arrays, index: Sequence[int]) -> None:
         self.arrays, self.index = arrays, list(index)
@@ -148,7 +149,7 @@ def plan(built, train_set, accel: bool, distributed: bool) -> tuple[str, int] | 
     """``(kind, cut)`` of the cached path for ``built``, or the reason there is none (a :class:`NotApplicable`
     when the method has no frozen prefix, a plain ``str`` when the run falls back from one)."""
     from backbones.hf_speech import SpeechBackbone
-    from reprogram.heads import SpeechClassifier
+    from reprogram.mappers.heads import SpeechClassifier
 
     model = built.model
     if not isinstance(model, SpeechClassifier) or model.program is not None \
@@ -226,7 +227,7 @@ def prepare_prefix(built, train_set, full, rows: dict[str, list[int]], external,
 
 def _in_memory(arrays):
     """A memory copy of cached arrays (an ``np.ndarray`` or ragged :class:`Activations`)."""
-    from reprogram.cache.features import Activations
+    from reprogram.runtime.cache.features import Activations
 
     if isinstance(arrays, Activations):
         offsets = None if arrays.offsets is None else np.array(arrays.offsets)
@@ -236,7 +237,7 @@ def _in_memory(arrays):
 
 def _compute(kind: str, cut: int, model, dataset, folder: Path, batch_size: int):
     """``(arrays, point, computed)``: the frozen part's outputs for every clip of ``dataset``."""
-    from reprogram.cache import cached_activations, cached_features
+    from reprogram.runtime.cache import cached_activations, cached_features
 
     backbone = model.backbone
     if kind == "pooled":
@@ -247,9 +248,9 @@ def _compute(kind: str, cut: int, model, dataset, folder: Path, batch_size: int)
                                   backbone=backbone, batch_size=batch_size, cache_dir=folder)
         return acts, f"hidden_state_{cut}", acts.computed
     from backbones.split import split_backbone
-    from reprogram.cache.code import code_fingerprint
-    from reprogram.cache.keys import backbone_fingerprint
-    from reprogram.cache.store import digest
+    from reprogram.runtime.cache.code import code_fingerprint
+    from reprogram.runtime.cache.keys import backbone_fingerprint
+    from reprogram.runtime.cache.store import digest
 
     split = split_backbone(backbone, cut)
     lower = split.lower_modules()

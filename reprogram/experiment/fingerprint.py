@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from reprogram.config import ExperimentConfig
 from reprogram.data.records import ClipTable
-from reprogram.results import run_dir
+from reprogram.experiment.config import ExperimentConfig
+from reprogram.experiment.results import run_dir
 
 
 def data_fingerprint(table: ClipTable, external: ClipTable | None = None) -> dict[str, str]:
     """What a run's result depends on in its data: every file's identity and segment bounds
-    (:func:`reprogram.cache.keys.table_identity`: path, size, mtime) plus a digest of the labels and groups.
+    (:func:`reprogram.runtime.cache.keys.table_identity`: path, size, mtime) plus a digest of the labels and groups.
 
     Returns:
         ``{"data": digest}`` (and ``"external": digest`` for an external test set).
     """
-    from reprogram.cache.keys import table_identity
-    from reprogram.cache.store import digest
+    from reprogram.runtime.cache.keys import table_identity
+    from reprogram.runtime.cache.store import digest
 
     out = {}
     for name, t in (("data", table), ("external", external)):

@@ -10,9 +10,10 @@ resume from) and, for programs, ``program.safetensors`` (an example input before
 A completed run is skipped (after checking that its data, fingerprinted in the result, are unchanged: else it
 raises with the fix); an interrupted one resumes from its last checkpoint. Under ``torchrun`` the ranks train
 data-parallel and rank 0 writes and evaluates. Frozen work (decoded clips,
-features of probes and MFCC) comes from the disk cache of :mod:`reprogram.cache`, shared by every run; methods that
+features of probes and MFCC) comes from the disk cache of :mod:`reprogram.runtime.cache`, shared by every run; methods
+that
 train only above a frozen point (prompts, LoRA on the top layers, weighted / attentive probes) train on the cached
-activations below it (:mod:`reprogram.prefix`; ``result.json`` ``prefix_cache`` says whether and where).
+activations below it (:mod:`reprogram.runtime.prefix`; ``result.json`` ``prefix_cache`` says whether and where).
 """
 
 from __future__ import annotations
@@ -28,15 +29,23 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from reprogram.cache.store import cache_root
-from reprogram.config import ConfigError, ExperimentConfig, load_config, run_id, save_config, to_dict
 from reprogram.data.records import ClipTable
-from reprogram.feature_fit import clip_ids as _clip_ids
-from reprogram.feature_fit import fit_features as _fit_features
-from reprogram.fingerprint import check_unchanged, data_fingerprint
-from reprogram.metrics import classification_metrics
-from reprogram.results import SCHEMA_VERSION, environment, existing_result, measure, run_dir, utc_now, write_result
-from reprogram.train import count_parameters, predict, seed_everything, train
+from reprogram.experiment.config import ConfigError, ExperimentConfig, load_config, run_id, save_config, to_dict
+from reprogram.experiment.fingerprint import check_unchanged, data_fingerprint
+from reprogram.experiment.metrics import classification_metrics
+from reprogram.experiment.results import (
+    SCHEMA_VERSION,
+    environment,
+    existing_result,
+    measure,
+    run_dir,
+    utc_now,
+    write_result,
+)
+from reprogram.experiment.train import count_parameters, predict, seed_everything, train
+from reprogram.methods.features import clip_ids as _clip_ids
+from reprogram.methods.features import fit_features as _fit_features
+from reprogram.runtime.cache.store import cache_root
 
 #: synthetic task chosen from the label column when ``data.path`` is ``synthetic`` (or unset)
 SYNTHETIC_BY_LABEL = {"call_type": "call_type", "individual": "caller_id", "presence": "presence"}
@@ -116,7 +125,7 @@ def _waveforms(table: ClipTable, rate: int, cache_dir: Path | None) -> MutableMa
     without a cache folder, an empty dict the datasets fill as they decode."""
     if cache_dir is None:
         return {}
-    from reprogram.cache import cached_waveforms
+    from reprogram.runtime.cache import cached_waveforms
 
     return cached_waveforms(table, rate, cache_dir)
 
@@ -146,7 +155,7 @@ def run_experiment(
 ) -> dict | None:
     """Run ``config`` unless ``DIR/runs/<run id>/result.json`` exists; return its result.
 
-    Frozen work is cached on disk (content-addressed, :mod:`reprogram.cache`) and shared by every run, seed
+    Frozen work is cached on disk (content-addressed, :mod:`reprogram.runtime.cache`) and shared by every run, seed
     and fold: the table's clips decoded and resampled once per rate (memory-mapped), and the features of
     feature methods (probes, MFCC) computed once per table, backbone weights and options. The cache is a
     runtime choice, not part of the config, so it never changes a run id or a result.
@@ -158,21 +167,22 @@ def run_experiment(
         cache_dir: the cache folder (``None``: ``$REPROGRAM_CACHE`` or ``~/.cache/gibbon-reprogram``).
         use_cache: ``False`` keeps everything in memory for this run only (nothing written to the cache).
         prefix_cache: methods that train above a frozen prefix (prompts, LoRA on the top layers, probes) train
-            on its activations computed once (:mod:`reprogram.prefix`); ``False`` runs the frozen part every step
+            on its activations computed once (:mod:`reprogram.runtime.prefix`); ``False`` runs the frozen part every
+            step
             (same metrics; for timing the saving).
 
-    Under ``torchrun`` every rank trains its shard of each global batch (:mod:`reprogram.distributed`); rank 0
+    Under ``torchrun`` every rank trains its shard of each global batch (:mod:`reprogram.runtime.distributed`); rank 0
     alone writes ``config.yaml``, the safetensors and ``result.json`` and evaluates, and the other ranks return
     ``None``.
 
     Raises:
-        reprogram.results.CorruptResultError: a result file exists for this run but cannot be read (it is
+        reprogram.experiment.results.CorruptResultError: a result file exists for this run but cannot be read (it is
             never overwritten).
     """
     rid = run_id(config)
     provenance = environment()  # the code as this run starts: a checkout changing mid-run must not relabel it
-    from reprogram import distributed
     from reprogram.methods import NO_BACKBONE, build
+    from reprogram.runtime import distributed
 
     # under torchrun every rank trains its shard; rank 0 alone writes files and evaluates (the others wait at the
     # session's closing barrier); a plain process is rank 0 of a world of 1
@@ -265,9 +275,9 @@ def _train_model(
     evaluate every part; other ranks return ``None``.
 
     ``sources`` = ``(full center-crop dataset, part rows, external dataset or None, cache folder, distributed)``
-    lets a method that trains above a frozen prefix train on its cached activations (:mod:`reprogram.prefix`).
+    lets a method that trains above a frozen prefix train on its cached activations (:mod:`reprogram.runtime.prefix`).
     """
-    from reprogram.prefix import Prefixed, prepare_prefix
+    from reprogram.runtime.prefix import Prefixed, prepare_prefix
 
     model = built.model
     train_set = _dataset(train_table, built.sample_rate, config, classes, "random", cache)
@@ -277,7 +287,7 @@ def _train_model(
     program = _program(model)
     before = _render(program, example) if program is not None else None
     ckpt = folder / "checkpoint" if config.output.checkpoint else None
-    from reprogram.accel import AccelConfig
+    from reprogram.runtime.accel import AccelConfig
 
     t = config.training
     accel = AccelConfig.from_training(t).enabled

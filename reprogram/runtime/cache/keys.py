@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from reprogram.cache.store import digest
 from reprogram.data.records import ClipTable
+from reprogram.runtime.cache.store import digest
 
 IDENTITIES = ("stat", "content")
 _CONTENT_MEMO: dict[tuple, str] = {}

@@ -1,6 +1,6 @@
 """Classification and detection metrics (scikit-learn), as JSON-friendly dicts.
 
-One definition everywhere (runner, MFCC benchmark, clip-level bootstrap of :mod:`reprogram.stats`): balanced
+One definition everywhere (runner, MFCC benchmark, clip-level bootstrap of :mod:`reprogram.experiment.stats`): balanced
 accuracy is the mean recall over the classes present in the targets (scikit-learn's ``balanced_accuracy_score``),
 and macro-F1 is the unweighted mean F1 over the SAME classes (``zero_division=0``: a present class never
 predicted has F1 0). When every class of the task is present (stratified splits) this equals macro-F1 over all K

@@ -30,7 +30,7 @@ import numpy as np
 
 #: Bumped when the layout or the meaning of stored arrays changes; part of every key.
 CACHE_FORMAT = 1
-#: Kinds written by :mod:`reprogram.cache` plus the synthetic corpora of :mod:`reprogram.data.synth.cache`.
+#: Kinds written by :mod:`reprogram.runtime.cache` plus the synthetic corpora of :mod:`reprogram.data.synth.cache`.
 KINDS: tuple[str, ...] = ("waveforms", "features", "activations", "synthetic")
 META = "meta.json"
 TMP_PREFIX = ".tmp-"

@@ -36,8 +36,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from reprogram.suite import System, run_command
-from reprogram.suite import add_arguments as add_suite_arguments
+from reprogram.experiment.suite import System, run_command
+from reprogram.experiment.suite import add_arguments as add_suite_arguments
 
 NAME = "demo"
 _PIXEL = {"training.lr": 0.01, "training.weight_decay": 0.0, "data.sample_rate": 16000}

@@ -1,6 +1,6 @@
 """Data-parallel training across processes with ``torchrun`` and ``DistributedDataParallel`` (DDP).
 
-Launch any entry point that trains through :func:`reprogram.train.train` with ``torchrun``::
+Launch any entry point that trains through :func:`reprogram.experiment.train.train` with ``torchrun``::
 
     torchrun --standalone --nproc_per_node 4 -m reprogram.cli run CONFIG --out DIR
 
@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from reprogram.threads import EpochLoader, EpochSampler, _EpochItems, auto_workers, available_cores, worker_init
+from reprogram.runtime.threads import EpochLoader, EpochSampler, _EpochItems, auto_workers, available_cores, worker_init
 
 LAUNCH_FIX = "launch with `torchrun --standalone --nproc_per_node N ...`, which sets them all"
 
@@ -229,7 +229,7 @@ class ShardBatchSampler(Sampler):
 
 
 class ShardLoader(EpochLoader):
-    """An :class:`~reprogram.threads.EpochLoader` over this rank's shards; also says which items are padding."""
+    """An :class:`~reprogram.runtime.threads.EpochLoader` over this rank's shards; also says which items are padding."""
 
     def __init__(self, loader: DataLoader, sampler: EpochSampler, batches: ShardBatchSampler) -> None:
         super().__init__(loader, sampler)
@@ -251,7 +251,7 @@ def make_shard_loader(
     *,
     collate_fn: Callable | None = None,
 ) -> ShardLoader:
-    """Like :func:`reprogram.threads.make_loader` (same order, crops, workers, pinning) but yields this rank's
+    """Like :func:`reprogram.runtime.threads.make_loader` (same order, crops, workers, pinning) but yields this rank's
     shard of each global batch.
 
     Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from reprogram.cache.store import KINDS, cache_root, cache_size_report, clear
+from reprogram.runtime.cache.store import KINDS, cache_root, cache_size_report, clear
 
 
 def _size(n: int) -> str:

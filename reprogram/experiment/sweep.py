@@ -36,9 +36,16 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from reprogram.config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, read_yaml, run_id
+from reprogram.experiment.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    read_yaml,
+    run_id,
+)
+from reprogram.experiment.results import atomic_write_text, existing_result
 from reprogram.methods import NO_BACKBONE
-from reprogram.results import atomic_write_text, existing_result
 
 SWEEP_KEYS = ("name", "base", "config", "set", "methods", "backbones", "budgets", "seeds", "folds", "slurm")
 METHOD_GRID_KEYS = ("backbones", "budgets", "set")
@@ -125,7 +132,7 @@ def _folds(folds: Any, point: dict) -> list[int]:
         return [0]
     if cfg.split.kind in ("kfold", "group_kfold"):
         return list(range(cfg.split.n_folds))
-    from reprogram.runner import load_data  # leave-one-group-out: one fold per group of the data
+    from reprogram.experiment.runner import load_data  # leave-one-group-out: one fold per group of the data
 
     return list(range(len(set(load_data(cfg.data.path, cfg).group_values(cfg.task.group_column)))))
 
@@ -144,14 +151,15 @@ def run_one(
 ) -> str:
     """Run one config (a dict) in this process; the job function of every executor. Returns its run id.
 
-    ``cache_dir`` / ``use_cache`` / ``prefix_cache`` go to :func:`reprogram.runner.run_experiment` (``None``: the
+    ``cache_dir`` / ``use_cache`` / ``prefix_cache`` go to :func:`reprogram.experiment.runner.run_experiment`
+    (``None``: the
     default cache).
     """
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    from reprogram.runner import run_experiment
+    from reprogram.experiment.runner import run_experiment
 
     cfg = config_from_dict(config, "sweep job")
     run_experiment(cfg, out_dir, progress=False, cache_dir=cache_dir, use_cache=use_cache, prefix_cache=prefix_cache)
@@ -195,7 +203,7 @@ def run_sweep(
     if jobs < 1:
         raise ValueError(f"--jobs {jobs}: use at least 1")
     if jobs > 1:
-        from reprogram.distributed import DistEnv
+        from reprogram.runtime.distributed import DistEnv
 
         if DistEnv.from_environ().enabled:
             raise ValueError(
@@ -255,7 +263,7 @@ def _run_local(
 
 
 def _plain(c: ExperimentConfig) -> dict:
-    from reprogram.config import to_dict
+    from reprogram.experiment.config import to_dict
 
     return to_dict(c)
 
@@ -303,7 +311,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="parallel local jobs (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and which are complete, run nothing")
-    from reprogram.runner import add_cache_arguments
+    from reprogram.experiment.runner import add_cache_arguments
 
     add_cache_arguments(parser)
 

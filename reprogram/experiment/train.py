@@ -3,18 +3,18 @@
 Contract: the model is any ``nn.Module`` whose ``forward(wave)`` maps a ``(B, N)`` waveform batch to
 ``(B, K)`` target logits and whose trainable parameters are exactly those with ``requires_grad``.
 Models with a data-fitted part (frequency / iterative label mapping) expose
-``start_epoch(loader, epoch: int)`` (as :class:`~reprogram.model.ReprogrammedModel` does), which the loop
+``start_epoch(loader, epoch: int)`` (as :class:`~reprogram.methods.program.ReprogrammedModel` does), which the loop
 calls at the start of every epoch; datasets with ``set_epoch(epoch)`` (seeded random crops) get it too.
 
 The loop: AdamW (weight decay on matrices only), linear warm-up then cosine decay per step, gradient
-clipping, the model-path options of :mod:`reprogram.accel` (channels-last, compile, autocast, activation
-checkpointing), the seeded worker-independent loader of :mod:`reprogram.threads`, early stopping and
+clipping, the model-path options of :mod:`reprogram.runtime.accel` (channels-last, compile, autocast, activation
+checkpointing), the seeded worker-independent loader of :mod:`reprogram.runtime.threads`, early stopping and
 model selection on the VALIDATION split only (the loop never sees a test set), a checkpoint of the
 trainable state (safetensors) plus optimizer / scheduler / epoch state after every epoch, and exact
 resumption: every epoch reseeds torch / numpy / random and draws its order and crops from ``(seed, epoch)``,
 so an interrupted run resumed from its last checkpoint ends with the same weights as an uninterrupted one.
 
-Under ``torchrun`` the loop trains data-parallel (:mod:`reprogram.distributed`): ``batch_size`` stays the global
+Under ``torchrun`` the loop trains data-parallel (:mod:`reprogram.runtime.distributed`): ``batch_size`` stays the global
 batch, each process takes its shard of it, gradients are averaged by DDP, validation logits are gathered, and
 only rank 0 writes checkpoints; the result equals the one-process run within float tolerance.
 """
@@ -37,9 +37,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from reprogram.accel import AccelConfig, apply_accel, autocast_context, grad_scaler
-from reprogram.config import TrainingConfig
-from reprogram.distributed import (
+from reprogram.experiment.config import TrainingConfig
+from reprogram.experiment.metrics import classification_metrics, cross_entropy
+from reprogram.experiment.results import atomic_write_text
+from reprogram.runtime.accel import AccelConfig, apply_accel, autocast_context, grad_scaler
+from reprogram.runtime.distributed import (
     DistEnv,
     all_sum,
     gather_predictions,
@@ -49,9 +51,7 @@ from reprogram.distributed import (
     session,
     wrap_model,
 )
-from reprogram.metrics import classification_metrics, cross_entropy
-from reprogram.results import atomic_write_text
-from reprogram.threads import configure_threads, make_loader
+from reprogram.runtime.threads import configure_threads, make_loader
 
 LATEST = "latest.json"
 
@@ -207,7 +207,8 @@ def predict(model: nn.Module, loader: DataLoader, device: str = "cpu") -> tuple[
 def evaluate(
     model: nn.Module, loader: DataLoader, classes: list[str], device: str = "cpu", positive: int | None = None
 ) -> dict:
-    """Metrics of ``model`` on ``loader`` (see :func:`reprogram.metrics.classification_metrics`) plus ``loss``."""
+    """Metrics of ``model`` on ``loader`` (see :func:`reprogram.experiment.metrics.classification_metrics`) plus
+    ``loss``."""
     return _metrics(*predict(model, loader, device), classes, positive)
 
 

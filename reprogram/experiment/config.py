@@ -197,7 +197,7 @@ class TrainingConfig:
         balanced_loss: weight the cross-entropy by inverse class frequency of the training split.
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``).
         num_workers: data-loader worker processes (batches are identical with any number of workers).
-        channels_last: channels-last memory format for convnet backbones (``reprogram.accel``).
+        channels_last: channels-last memory format for convnet backbones (``reprogram.runtime.accel``).
         compile: ``torch.compile`` the frozen backbone: ``off``, ``default``, ``reduce-overhead`` (CUDA),
             ``max-autotune``, ``max-autotune-no-cudagraphs``.
         autocast: mixed precision of the forward pass: ``off``, ``bf16`` (CPU or GPU), ``fp16`` (GPU, scaled).

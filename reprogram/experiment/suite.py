@@ -2,9 +2,10 @@
 
 A suite is a list of :class:`System` s (a method with its options, the *role* of its backbone and its budgets).
 :func:`sweep_spec` turns a suite plus the data / task / seed choices of a command line into a sweep mapping
-(:mod:`reprogram.sweep`), :func:`run_suite` runs its missing runs (skipping completed ones, resuming interrupted
+(:mod:`reprogram.experiment.sweep`), :func:`run_suite` runs its missing runs (skipping completed ones, resuming
+interrupted
 ones) and draws every figure with :func:`figures.cli.make_figures` (what ``reprogram figures DIR`` does). Nothing
-here trains: every run goes through :func:`reprogram.runner.run_experiment`.
+here trains: every run goes through :func:`reprogram.experiment.runner.run_experiment`.
 
 Backbone roles (``image``, ``video``, ``speech``) keep a suite independent of the models: ``--backbone
 image=timm:resnet50.a1_in1k`` swaps them, ``--tiny`` swaps every role for its seeded random twin and uses a
@@ -131,7 +132,7 @@ def add_arguments(
     parser.add_argument("--only", action="append", default=[], metavar="WORD[,WORD]",
                         help="run only the systems whose label (method:transform+mapper@role) contains a word")
     parser.add_argument("--no-figures", action="store_true", help="write results only, no figures")
-    from reprogram.runner import add_cache_arguments
+    from reprogram.experiment.runner import add_cache_arguments
 
     add_cache_arguments(parser)
 
@@ -260,7 +261,7 @@ def run_suite(
         The sweep summary (``runs``, ``skipped``, ``completed``, ``failed``) plus ``figures`` (paths written)
         and ``wall_time_s`` of this call.
     """
-    from reprogram.sweep import run_sweep
+    from reprogram.experiment.sweep import run_sweep
 
     start = time.perf_counter()
     if jobs < 0:
@@ -281,10 +282,10 @@ def run_suite(
 def _run_here(spec: dict, out: Path, log, cache: tuple) -> dict:
     """The sweep's grid run in this process (same expansion, skip and resume; no process start-up cost);
     ``cache`` is ``(cache_dir, use_cache, prefix_cache)``."""
-    from reprogram.config import run_id
-    from reprogram.results import atomic_write_text
-    from reprogram.runner import run_experiment
-    from reprogram.sweep import expand, pending
+    from reprogram.experiment.config import run_id
+    from reprogram.experiment.results import atomic_write_text
+    from reprogram.experiment.runner import run_experiment
+    from reprogram.experiment.sweep import expand, pending
 
     configs = expand(spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +350,7 @@ def run_command(name: str, systems: list[System], args: argparse.Namespace, base
     """
     import sys
 
-    from reprogram.results import atomic_write_text, read_results
+    from reprogram.experiment.results import atomic_write_text, read_results
 
     out = out_dir(name, args)
     print(f"{title or name}: results folder {out}", flush=True)

@@ -3,7 +3,8 @@
 Protocol (what a table or figure reports):
 
 1. A system is ``SYSTEM_KEYS``: method, variant (method options), budget, backbone, modality and ``setting`` (a
-   hash of every other config value, :func:`reprogram.results.setting`), so runs with different training, data
+   hash of every other config value, :func:`reprogram.experiment.results.setting`), so runs with different training,
+   data
    or split settings are never pooled. Two results of one system for the same seed on the same clips raise.
 2. The independent unit is the evaluated clip set (``eval_set``: the fold of a cross-validation split; test
    parts of different folds are disjoint). Seeds on one fold share its test clips, so they are NOT independent:
@@ -22,7 +23,7 @@ Protocol (what a table or figure reports):
      (a bootstrap of 2 values returns their min and max).
 
 Every function is deterministic given its ``seed``. Clip-level metrics use the definitions of
-:mod:`reprogram.metrics` (balanced accuracy and macro-F1 over the classes present in the resampled targets).
+:mod:`reprogram.experiment.metrics` (balanced accuracy and macro-F1 over the classes present in the resampled targets).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from reprogram.clip_bootstrap import CLIP_METRICS, clip_metric, resample_weights
+from reprogram.experiment.clip_bootstrap import CLIP_METRICS, clip_metric, resample_weights
 
 #: columns identifying a compared system in tidy result rows
 SYSTEM_KEYS = ("method", "variant", "budget", "backbone", "modality", "setting")
@@ -267,13 +268,14 @@ def summarize(
     """Mean and bootstrap 95% interval of ``metric`` on ``split`` per system, over independent units.
 
     Args:
-        rows: tidy rows from :func:`reprogram.results.tidy_rows`.
+        rows: tidy rows from :func:`reprogram.experiment.results.tidy_rows`.
         metric: metric name (``balanced_accuracy``, ``accuracy``, ``macro_f1``, ``roc_auc`` ...).
         split: ``train``, ``val``, ``test`` or ``external``.
         by: the columns defining a system.
         seed: bootstrap seed.
         predictions: run id -> per-clip predictions of ``split``
-            (:func:`reprogram.results.split_predictions`); used for a clip-level interval below ``min_units``.
+            (:func:`reprogram.experiment.results.split_predictions`); used for a clip-level interval below
+            ``min_units``.
         min_units: fewest units for a unit-level interval.
         n_resamples: bootstrap resamples.
         confidence: interval coverage.

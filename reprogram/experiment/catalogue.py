@@ -1,5 +1,5 @@
 """The catalogue of compared systems: every program, label mapper and PEFT method at its default budget, and
-the budget-ablation axes. ``experiments/*.py`` pick from here (see :mod:`reprogram.suite` for the machinery).
+the budget-ablation axes. ``experiments/*.py`` pick from here (see :mod:`reprogram.experiment.suite` for the machinery).
 
 Budgets under ``--tiny`` (``tiny_budgets``) fit the tiny twins' small canvases (``tiny:r3d`` frames are 32 px).
 The semantic (CLIP text) mapper is left out: it needs an ``open_clip:`` backbone (``--backbone image=open_clip:...``
@@ -8,7 +8,7 @@ with ``--set method.options.mapper=semantic`` in a ``reprogram run``).
 
 from __future__ import annotations
 
-from reprogram.suite import NO_ROLE, System
+from reprogram.experiment.suite import NO_ROLE, System
 
 #: settings of pixel programs (image and video): the data's rate feeds the log-mel front end; programs take a
 #: larger learning rate than adapters (as in the reprogramming literature) and no weight decay

@@ -10,7 +10,7 @@
 Keys hold the data's identity (:meth:`WaveformDataset.cache_key_parts` or a hash of the waveforms), the
 backbone's name, spec and weight fingerprint, the layer selection, the caller's ``key_parts`` (transform /
 front-end config), the library versions and a fingerprint of this toolkit's code that computes the outputs
-(:func:`reprogram.cache.code.code_fingerprint`: the backbone's and its submodules' class modules, this module,
+(:func:`reprogram.runtime.cache.code.code_fingerprint`: the backbone's and its submodules' class modules, this module,
 the dataset's decoding and cropping, ``preprocess``/``fn``'s module).
 Everything runs under ``torch.inference_mode`` in eval mode.
 """
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from reprogram.cache.code import code_fingerprint, dataset_code
-from reprogram.cache.keys import array_identity, backbone_identity, versions
-from reprogram.cache.store import get_or_build, load_array, read_meta
+from reprogram.runtime.cache.code import code_fingerprint, dataset_code
+from reprogram.runtime.cache.keys import array_identity, backbone_identity, versions
+from reprogram.runtime.cache.store import get_or_build, load_array, read_meta
 
 WaveSource = Dataset | np.ndarray | torch.Tensor | Sequence[np.ndarray]
 _LIBS = ("torch", "transformers", "numpy")

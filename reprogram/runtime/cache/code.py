@@ -22,7 +22,7 @@ from typing import Any
 #: Top-level packages whose code enters fingerprints; other code (torch, transformers) is covered by versions.
 OWN_PACKAGES = ("backbones", "reprogram")
 #: What decoded waveforms depend on: the decoder/resampler and the cache that packs them.
-WAVEFORM_MODULES = ("reprogram.data.audio", "reprogram.cache.waveforms")
+WAVEFORM_MODULES = ("reprogram.data.audio", "reprogram.runtime.cache.waveforms")
 #: What a dataset's items depend on beyond its class: decoding, segment bounds and crops.
 DATASET_MODULES = ("reprogram.data.audio", "reprogram.data.windows")
 
@@ -65,7 +65,7 @@ def code_modules(*objects: Any) -> list[str]:
     """Names of this toolkit's modules that define ``objects`` (sorted, without duplicates).
 
     Args:
-        *objects: module names (``"reprogram.baselines.mfcc"``), modules, classes (every class of the MRO),
+        *objects: module names (``"reprogram.methods.mfcc"``), modules, classes (every class of the MRO),
             functions (their module), bound methods and ``functools.partial`` (their function and owner),
             ``torch.nn.Module`` instances (the MRO of every submodule's class) or other instances (their
             class's MRO). Objects defined outside :data:`OWN_PACKAGES` add nothing.

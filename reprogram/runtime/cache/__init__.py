@@ -2,7 +2,7 @@
 
 Entries are content-addressed (a key changes whenever any input of the result does: the audio files, the
 segments, the transform config, the backbone's weights, the layer, the library versions), written
-atomically and read memory-mapped. See :mod:`reprogram.cache.store` for the layout and
+atomically and read memory-mapped. See :mod:`reprogram.runtime.cache.store` for the layout and
 ``reprogram cache info|clear`` for the command line.
 
 Names are imported on first use, so ``reprogram cache info`` starts without loading torch.
@@ -40,5 +40,5 @@ __all__ = sorted(_WHERE)
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
-        raise AttributeError(f"module 'reprogram.cache' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"reprogram.cache.{_WHERE[name]}"), name)
+        raise AttributeError(f"module 'reprogram.runtime.cache' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"reprogram.runtime.cache.{_WHERE[name]}"), name)

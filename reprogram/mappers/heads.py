@@ -155,7 +155,7 @@ def build_head(kind: str, num_layers: int, hidden_size: int, num_classes: int, *
 class SpeechClassifier(nn.Module):
     """A speech backbone (frozen, possibly carrying a PEFT method or fed by a program) plus a head.
 
-    ``forward(wave (B, N), lengths=None) -> (B, K)``, the contract of :func:`reprogram.train.train`.
+    ``forward(wave (B, N), lengths=None) -> (B, K)``, the contract of :func:`reprogram.experiment.train.train`.
     Trainable parameters are those of the head plus whatever requires grad inside the backbone.
 
     Args:

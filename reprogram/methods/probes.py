@@ -2,7 +2,7 @@
 
 Nothing upstream of a probe trains, so every clip's features are computed ONCE (:func:`pooled_features`:
 the masked mean of every hidden state, ``(M, L, D)``, kept in memory, or with ``cache_dir`` stored once on
-disk by :func:`reprogram.cache.cached_features`) and every probe, fold, seed and hyper-parameter reuses them.
+disk by :func:`reprogram.runtime.cache.cached_features`) and every probe, fold, seed and hyper-parameter reuses them.
 
 Probes are scikit-learn ``LogisticRegression`` (multinomial, L-BFGS, ``class_weight="balanced"`` because the
 gibbon tasks are imbalanced) on standardised features: a convex problem solved to convergence, so the
@@ -10,7 +10,7 @@ result does not depend on a learning-rate schedule or seed the way an SGD-traine
 The inverse regularisation ``C`` is chosen on the validation part only; test scores are reported for the
 chosen ``C`` and never used for selection. The weighted-sum probe (SUPERB) is not convex in the layer
 weights and is trained by the one training loop on the same cached features (:func:`train_weighted_sum_probe`,
-the implementation of the runner's ``weighted_probe``, :mod:`reprogram.prefix`).
+the implementation of the runner's ``weighted_probe``, :mod:`reprogram.runtime.prefix`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from backbones.base import Backbone
 from backbones.hf_speech import masked_mean
-from reprogram.heads import WeightedSumHead
+from reprogram.mappers.heads import WeightedSumHead
 
 DEFAULT_CS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
 
@@ -48,7 +48,7 @@ def pooled_features(
             their lengths passed to the backbone, so padding never enters a clip's features.
         batch_size: clips per forward pass.
         cache_dir: a cache folder: the features are read from (or computed once into) the disk cache of
-            :func:`reprogram.cache.cached_features`, keyed by the dataset's identity and the backbone's
+            :func:`reprogram.runtime.cache.cached_features`, keyed by the dataset's identity and the backbone's
             weights, so other seeds, folds and probes never re-run the encoder. The dataset must then be a
             ``WaveformDataset`` with a deterministic crop (or an ``(M, N)`` array). ``None``: computed in memory.
 
@@ -56,7 +56,7 @@ def pooled_features(
         ``(M, L, D)`` float32 on the CPU, in dataset order.
     """
     if cache_dir is not None:
-        from reprogram.cache import cached_features
+        from reprogram.runtime.cache import cached_features
 
         fs = cached_features(backbone, dataset, layer="all", batch_size=batch_size, cache_dir=cache_dir)
         if fs.hidden is None:
@@ -216,8 +216,8 @@ def train_weighted_sum_probe(
 ) -> WeightedSumProbeResult:
     """A :class:`WeightedSumHead` on cached ``(M, L, D)`` pooled features, trained by the one training loop.
 
-    The same implementation as the runner's ``weighted_probe`` (:class:`reprogram.prefix.PooledClassifier`
-    trained by :func:`reprogram.train.train` on the per-layer pooled features): here full-batch AdamW at a
+    The same implementation as the runner's ``weighted_probe`` (:class:`reprogram.runtime.prefix.PooledClassifier`
+    trained by :func:`reprogram.experiment.train.train` on the per-layer pooled features): here full-batch AdamW at a
     constant learning rate, class-balanced cross-entropy, no clipping or early stop, the epoch with the best
     validation balanced accuracy kept (ties: the lower validation loss). The features are first standardised
     with train-part statistics per layer and channel.
@@ -229,11 +229,11 @@ def train_weighted_sum_probe(
         epochs, lr, weight_decay: the optimiser's settings (one step per epoch).
         seed: seed of the head's initialisation and of the loop.
     """
-    from reprogram.cache.features import ArrayDataset
-    from reprogram.config import TrainingConfig
-    from reprogram.prefix import PooledClassifier
-    from reprogram.train import predict
-    from reprogram.train import train as train_loop
+    from reprogram.experiment.config import TrainingConfig
+    from reprogram.experiment.train import predict
+    from reprogram.experiment.train import train as train_loop
+    from reprogram.runtime.cache.features import ArrayDataset
+    from reprogram.runtime.prefix import PooledClassifier
 
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     y = np.asarray(targets, dtype=np.int64)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reprogram.metrics import classification_metrics
+from reprogram.experiment.metrics import classification_metrics
 
 
 class FeatureMethod:
@@ -49,17 +49,17 @@ class FeatureMethod:
 
 
 class MfccFeatures(FeatureMethod):
-    """MFCC (+ deltas) clip statistics (:mod:`reprogram.baselines.mfcc`) with a class-balanced classifier."""
+    """MFCC (+ deltas) clip statistics (:mod:`reprogram.methods.mfcc`) with a class-balanced classifier."""
 
     def __init__(self, classifier: str, seed: int, **feature_options) -> None:
-        from reprogram.baselines.mfcc import make_classifier
+        from reprogram.methods.mfcc import make_classifier
 
         self.model = make_classifier(classifier, seed=seed)
         self.feature_options = feature_options
         self.selection = {}
 
     def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-        from reprogram.baselines.mfcc import mfcc_features
+        from reprogram.methods.mfcc import mfcc_features
 
         def compute() -> np.ndarray:
             waves = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])  # (M, N)
@@ -67,15 +67,15 @@ class MfccFeatures(FeatureMethod):
 
         if cache_dir is None:
             return compute()
-        from reprogram.cache.keys import versions
-        from reprogram.cache.store import get_or_build, load_array
+        from reprogram.runtime.cache.keys import versions
+        from reprogram.runtime.cache.store import get_or_build, load_array
 
         def build(folder) -> dict:
             x = compute()
             np.save(folder / "features.npy", x.astype(np.float32))
             return {"shape": list(x.shape)}
 
-        from reprogram.cache.code import code_fingerprint, dataset_code
+        from reprogram.runtime.cache.code import code_fingerprint, dataset_code
 
         parts = {"data": dataset.cache_key_parts(), "features": "mfcc_statistics",
                  "code": code_fingerprint(mfcc_features, *dataset_code(dataset)),
@@ -92,20 +92,20 @@ class MfccFeatures(FeatureMethod):
 
 class ProbeFeatures(FeatureMethod):
     """Linear probe: logistic regression on one cached hidden state of a frozen speech encoder
-    (:mod:`reprogram.probes`), its regularisation chosen on the validation split."""
+    (:mod:`reprogram.methods.probes`), its regularisation chosen on the validation split."""
 
     def __init__(self, backbone, layer: int, seed: int, cs: Sequence[float] | None = None) -> None:
         self.backbone, self.layer, self.seed, self.cs = backbone, layer, seed, cs
         self.selection = {}
 
     def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-        from reprogram.probes import pooled_features
+        from reprogram.methods.probes import pooled_features
 
         # every hidden state is cached, so a probe of another layer reuses the entry
         return pooled_features(self.backbone, dataset, cache_dir=cache_dir)[:, self.layer].numpy()  # (M, D)
 
     def fit(self, x_train, y_train, x_val, y_val) -> ProbeFeatures:
-        from reprogram.probes import DEFAULT_CS, fit_linear_probe
+        from reprogram.methods.probes import DEFAULT_CS, fit_linear_probe
 
         x = np.concatenate([x_train, x_val])
         y = np.concatenate([y_train, y_val])
@@ -118,7 +118,8 @@ class ProbeFeatures(FeatureMethod):
 
 
 class PerLayerProbeFeatures(ProbeFeatures):
-    """One linear probe per hidden state (:func:`reprogram.probes.per_layer_probes`, each with its ``C`` chosen on
+    """One linear probe per hidden state (:func:`reprogram.methods.probes.per_layer_probes`, each with its ``C`` chosen
+    on
     validation); the layer with the best validation balanced accuracy is kept. ``selection`` records every
     layer's validation score (and ``C``) so a result shows where the information is."""
 
@@ -126,12 +127,12 @@ class PerLayerProbeFeatures(ProbeFeatures):
         super().__init__(backbone, -1, seed, cs)
 
     def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-        from reprogram.probes import pooled_features
+        from reprogram.methods.probes import pooled_features
 
         return pooled_features(self.backbone, dataset, cache_dir=cache_dir).numpy()  # (M, L, D)
 
     def fit(self, x_train, y_train, x_val, y_val) -> PerLayerProbeFeatures:
-        from reprogram.probes import DEFAULT_CS, per_layer_probes
+        from reprogram.methods.probes import DEFAULT_CS, per_layer_probes
 
         x, y, n = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]), len(x_train)
         report = per_layer_probes(x, y, range(n), range(n, len(x)), cs=self.cs or DEFAULT_CS)

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reprogram.cache.code import WAVEFORM_MODULES, code_fingerprint
-from reprogram.cache.keys import table_identity, versions
-from reprogram.cache.store import get_or_build, load_array
 from reprogram.data.audio import load_audio
-from reprogram.data.dataset import CacheKey, cache_key
-from reprogram.data.records import ClipTable
+from reprogram.data.records import CacheKey, ClipTable, cache_key
+from reprogram.runtime.cache.code import WAVEFORM_MODULES, code_fingerprint
+from reprogram.runtime.cache.keys import table_identity, versions
+from reprogram.runtime.cache.store import get_or_build, load_array
 
 #: samples copied per step when packing (bounded memory whatever the corpus size)
 _COPY_BLOCK = 1 << 22

@@ -274,7 +274,7 @@ def apply_accel(model: nn.Module, config: AccelConfig, device: str | torch.devic
     channels-last on convnet backbones only.
 
     Args:
-        model: a :class:`~reprogram.model.ReprogrammedModel`, a PEFT classifier, or a bare backbone.
+        model: a :class:`~reprogram.methods.program.ReprogrammedModel`, a PEFT classifier, or a bare backbone.
         config: the options.
         device: where the model runs.
 

@@ -26,7 +26,7 @@ layers, i.e. ``layers = (L-k, ..., L-1)``), everything else is passed to the pro
 
 Methods that train only above a frozen point (``Built.cut``: prompts 0, adapters or adaption prompts on layers
 >= k: k) and the torch probes are trained by the runner on the frozen part's cached activations
-(:mod:`reprogram.prefix`).
+(:mod:`reprogram.runtime.prefix`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from reprogram.config import ConfigError, ExperimentConfig
-from reprogram.feature_fit import FeatureMethod, MfccFeatures, PerLayerProbeFeatures, ProbeFeatures
+from reprogram.experiment.config import ConfigError, ExperimentConfig
+from reprogram.methods.features import FeatureMethod, MfccFeatures, PerLayerProbeFeatures, ProbeFeatures
 from reprogram.registry import Registry
 
 #: data rate used when neither the config nor the backbone's spec names one (pixel backbones)
@@ -59,7 +59,7 @@ class Built:
     """A method ready to train or fit.
 
     Attributes:
-        model: ``forward(wave (B, N)) -> (B, K)`` logits, trained by :func:`reprogram.train.train`; ``None``
+        model: ``forward(wave (B, N)) -> (B, K)`` logits, trained by :func:`reprogram.experiment.train.train`; ``None``
             for estimator methods.
         sample_rate: the rate the data must be read at.
         modality: the source modality (``image``, ``video``, ``speech``, ``audio``; ``features`` for MFCC).
@@ -70,7 +70,7 @@ class Built:
         prepare: called once with the center-cropped training dataset before training starts (e.g. prompt
             tuning initialises its prompts from real frames); ``None`` when the method needs nothing.
         cut: the trained part starts at the input of encoder layer ``cut`` (prompt tuning: 0; LoRA on layers
-            >= k: k), so the runner may cache the frozen activations below it (:mod:`reprogram.prefix`);
+            >= k: k), so the runner may cache the frozen activations below it (:mod:`reprogram.runtime.prefix`);
             ``None`` when the method trains from the waveform.
     """
 
@@ -144,7 +144,7 @@ def component_counts(model: nn.Module) -> dict[str, int]:
 
 
 def _head(config: ExperimentConfig, backbone, num_classes: int, kind: str, options: dict) -> nn.Module:
-    from reprogram.heads import build_head
+    from reprogram.mappers.heads import build_head
 
     spec = backbone.spec
     if spec.num_layers == 0:
@@ -193,7 +193,7 @@ def build_program(config: ExperimentConfig, classes: list) -> Built:
     With ``options.head`` (speech backbones) the mapper is replaced by a head on the hidden states.
     """
     from reprogram import mappers, transforms
-    from reprogram.model import ReprogrammedModel
+    from reprogram.methods.program import ReprogrammedModel
 
     opts = dict(config.method.options)
     backbone = _backbone(config)
@@ -211,7 +211,7 @@ def build_program(config: ExperimentConfig, classes: list) -> Built:
     mapper_options = _with_seed(mappers.MAPPERS, mapper, mapper_options, config.seed)
     transform = transforms.create(name, spec=spec, sample_rate=rate, **opts)
     if head is not None:
-        from reprogram.heads import SpeechClassifier
+        from reprogram.mappers.heads import SpeechClassifier
 
         model = SpeechClassifier(backbone, _head(config, backbone, len(classes), head, head_options), program=transform)
         counts = {**component_counts(model), "budget": getattr(transform, "budget", None)}
@@ -228,7 +228,7 @@ def peft_builder(method: str) -> Builder:
 
     def build_peft(config: ExperimentConfig, classes: list) -> Built:
         from reprogram import peft
-        from reprogram.heads import SpeechClassifier
+        from reprogram.mappers.heads import SpeechClassifier
 
         opts = dict(config.method.options)
         head = opts.pop("head", "linear")
@@ -323,7 +323,7 @@ def probe_builder(head: str) -> Builder:
     """A frozen speech backbone with a trained head ``head`` (``linear``, ``weighted_sum``, ``attentive``)."""
 
     def build_probe(config: ExperimentConfig, classes: list) -> Built:
-        from reprogram.heads import SpeechClassifier
+        from reprogram.mappers.heads import SpeechClassifier
 
         opts = dict(config.method.options)
         if config.method.budget is not None:
@@ -338,7 +338,7 @@ def probe_builder(head: str) -> Builder:
 def build_mfcc(config: ExperimentConfig, classes: list) -> Built:
     """MFCC (+ deltas) statistics with ``options.classifier`` (``logreg`` | ``random_forest``); no backbone.
 
-    Other options go to :func:`reprogram.baselines.mfcc.mfcc_features` (``n_mfcc``, ``deltas`` ...).
+    Other options go to :func:`reprogram.methods.mfcc.mfcc_features` (``n_mfcc``, ``deltas`` ...).
     """
     opts = dict(config.method.options)
     classifier = opts.pop("classifier", "logreg")

@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from reprogram.data.records import ClipTable
-from reprogram.metrics import classification_metrics
+from reprogram.experiment.metrics import classification_metrics
 
 CLASSIFIERS = ("logreg", "random_forest")
 METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
@@ -158,7 +158,7 @@ def evaluate_mfcc_baseline(
     Returns:
         ``{"classifier", "classes", "folds": [per-fold dict], "mean": {metric: value}, "std": {...},
         "chance_balanced_accuracy", "pooled", "predictions"}``. Per-fold dicts hold the metrics of
-        :func:`reprogram.metrics.classification_metrics` (the runner's definitions: balanced accuracy and
+        :func:`reprogram.experiment.metrics.classification_metrics` (the runner's definitions: balanced accuracy and
         macro-F1 over the classes present in that test fold), sizes, chance (1 / those classes) and
         ``unseen_test_classes`` (test classes absent from training). ``pooled`` scores the out-of-fold
         predictions of all tested clips together (with its own chance level): the summary to prefer when
@@ -216,7 +216,8 @@ def evaluate_mfcc_baseline(
 
 
 def _scores(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """Balanced accuracy, accuracy and macro-F1 by :func:`reprogram.metrics.classification_metrics` (the runner's
+    """Balanced accuracy, accuracy and macro-F1 by :func:`reprogram.experiment.metrics.classification_metrics` (the
+    runner's
     one definition: both over the classes present in ``truth``), and that chance level."""
     index = {c: k for k, c in enumerate(classes)}
     targets = np.array([index[t] for t in truth], dtype=int)  # (M,)

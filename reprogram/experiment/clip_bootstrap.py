@@ -1,8 +1,8 @@
 """Metrics of many bootstrap resamples of one evaluated clip set at once, for the clip-level intervals of
-:mod:`reprogram.stats`.
+:mod:`reprogram.experiment.stats`.
 
 A resample is a vector of clip counts (multinomial weights); every metric is computed for R resamples from
-the ``(R, M)`` weight matrix without copying clips, using the definitions of :mod:`reprogram.metrics`
+the ``(R, M)`` weight matrix without copying clips, using the definitions of :mod:`reprogram.experiment.metrics`
 (balanced accuracy and macro-F1 over the classes present in the resampled targets; ROC-AUC and average
 precision of the softmax probability of the positive class, ties handled as scikit-learn does).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reprogram.metrics import softmax
+from reprogram.experiment.metrics import softmax
 
 #: metrics computable from stored per-clip predictions
 CLIP_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "average_precision")
