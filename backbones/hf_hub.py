@@ -23,7 +23,7 @@ MODEL_TYPES: dict[str, tuple[str, str, str, str]] = {
     "hubert": ("HubertModel", "backbones.hf_speech", "Wav2Vec2StyleBackbone", "Wav2Vec2FeatureExtractor"),
     "wav2vec2": ("Wav2Vec2Model", "backbones.hf_speech", "Wav2Vec2StyleBackbone", "Wav2Vec2FeatureExtractor"),
     "wavlm": ("WavLMModel", "backbones.hf_speech", "Wav2Vec2StyleBackbone", "Wav2Vec2FeatureExtractor"),
-    "whisper": ("WhisperModel", "backbones.hf_speech", "WhisperEncoderBackbone", "WhisperFeatureExtractor"),
+    "whisper": ("WhisperModel", "backbones.hf_whisper", "WhisperEncoderBackbone", "WhisperFeatureExtractor"),
     "audio-spectrogram-transformer": (
         "ASTForAudioClassification",
         "backbones.hf_audio",

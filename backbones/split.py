@@ -13,7 +13,7 @@ prompt wrappers of the layers' ``forward``) act in it exactly as in the full for
 ``None`` (they were not computed: a head reading them fails loudly instead of reading a shifted index);
 ``hidden_states[k]`` is the input ``hidden`` itself, ``features`` the masked mean of the last state.
 
-Supported: :class:`~backbones.hf_speech.WhisperEncoderBackbone` and
+Supported: :class:`~backbones.hf_whisper.WhisperEncoderBackbone` and
 :class:`~backbones.hf_speech.Wav2Vec2StyleBackbone` (HuBERT, wav2vec 2.0, post- and pre-norm, and WavLM, whose
 relative position bias is recomputed from layer 0's attention for cuts above 0, as layer 0 computes it). The
 last hidden state is the final-normed one or the raw one as the backbone itself reports it (WavLM: raw).
@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from backbones.base import BackboneOutput
-from backbones.hf_speech import SpeechBackbone, Wav2Vec2StyleBackbone, WhisperEncoderBackbone, _check_wave, masked_mean
+from backbones.hf_speech import SpeechBackbone, Wav2Vec2StyleBackbone, _check_wave, masked_mean
+from backbones.hf_whisper import WhisperEncoderBackbone
 
 
 class SplitBackbone:

@@ -65,7 +65,7 @@ def whisper(seed: int = 0) -> Backbone:
     from transformers import WhisperConfig, WhisperFeatureExtractor
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    from backbones.hf_speech import WhisperEncoderBackbone
+    from backbones.hf_whisper import WhisperEncoderBackbone
 
     def build() -> Backbone:
         config = WhisperConfig(

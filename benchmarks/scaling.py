@@ -30,7 +30,7 @@ from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_models import finish, machine_line  # noqa: E402
-from throughput import (  # noqa: E402
+from training_setup import (  # noqa: E402
     add_common_arguments,
     cycled,
     data_choice,

@@ -34,6 +34,12 @@ class Registry(Generic[T]):
 
         return add(factory) if factory is not None else add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (e.g. a method a test registered for itself)."""
+        if name not in self._factories:
+            raise KeyError(f"{self.kind} {name!r} is not registered; registered: {', '.join(self.names())}")
+        del self._factories[name]
+
     def names(self) -> list[str]:
         """All registered names (prefix families end in ``:``)."""
         return sorted(self._factories)

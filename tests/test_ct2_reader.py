@@ -93,7 +93,7 @@ def test_encoder_mapping_reproduces_transformers_weights(converted):
 def test_encoder_matches_ctranslate2_runtime(converted):
     from transformers import WhisperFeatureExtractor
 
-    from backbones.hf_speech import WhisperEncoderBackbone
+    from backbones.hf_whisper import WhisperEncoderBackbone
 
     path, _, _, _ = converted
     backbone = WhisperEncoderBackbone(load_encoder(path), WhisperFeatureExtractor(feature_size=16), name="tiny-ct2")

@@ -17,13 +17,11 @@ from torch import nn
 
 from reprogram.runtime.distributed import (
     DistEnv,
-    ShardBatchSampler,
     global_mean_loss,
-    make_shard_loader,
-    shard_bounds,
     unused_parameters,
     wrap_model,
 )
+from reprogram.runtime.sharding import ShardBatchSampler, make_shard_loader, shard_bounds
 from reprogram.runtime.threads import EpochSampler, make_loader
 from tests import ddp_worker
 

@@ -88,7 +88,7 @@ def test_tidy_rows(mfcc_run):
 def test_external_test_set_and_detection(mfcc_run, tmp_path):
     """Train and select on the corpus, report on another table; a presence task adds ROC-AUC and AP."""
     out, config, result = mfcc_run
-    from reprogram.experiment.runner import load_data
+    from reprogram.experiment.inputs import load_data
 
     table = load_data(None, config)
     external = tmp_path / "external.csv"

@@ -41,20 +41,20 @@ class Killed(Exception):
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     """A run killed right after epoch 1 of 2 resumes from that checkpoint, trains epoch 2 and ends with the
     uninterrupted run's metrics and FLM assignment."""
-    import reprogram.experiment.train as train_module
+    import reprogram.experiment.checkpoint as checkpoint_module
 
     config = load_config(None, OVERRIDES)
     whole = run_experiment(config, tmp_path / "whole", cache_dir=tmp_path / "cache")
-    real = train_module._save_checkpoint
+    real = checkpoint_module.save_checkpoint
 
     def save_then_die(ckpt, epoch, *args, **kwargs):
         real(ckpt, epoch, *args, **kwargs)
         raise Killed(f"killed after epoch {epoch + 1}")
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", save_then_die)
     with pytest.raises(Killed, match="after epoch 1"):
         run_experiment(config, tmp_path / "cut", cache_dir=tmp_path / "cache")
-    monkeypatch.setattr(train_module, "_save_checkpoint", real)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", real)
     assert not result_path(tmp_path / "cut", run_id(config)).exists()
     resumed = run_experiment(config, tmp_path / "cut", cache_dir=tmp_path / "cache")
     assert resumed["training"]["resumed_from"] == 0 and whole["training"]["resumed_from"] is None
@@ -140,7 +140,7 @@ def test_completed_run_is_not_reused_after_its_data_changed(tmp_path):
 
 def test_make_split_honours_logo_options_and_refuses_ungrouped_kfold_with_groups():
     from reprogram.experiment.config import ConfigError
-    from reprogram.experiment.runner import load_data, make_split
+    from reprogram.experiment.inputs import load_data, make_split
 
     def val_groups(*extra):  # the validation recorders of each of the 4 leave-one-recorder-out folds
         configs = [load_config(None, ["data.path=synthetic", "split.kind=logo", f"split.fold={f}", *extra])
@@ -160,11 +160,11 @@ def test_make_split_honours_logo_options_and_refuses_ungrouped_kfold_with_groups
 
 def test_runner_prompt_tuning_initialises_prompts_from_frames(tmp_path, monkeypatch):
     """The runner calls the method's prepare step on training clips (prompt init from frames, as the benchmark)."""
-    import reprogram.methods as methods
+    import reprogram.methods.adapters as adapters
 
     seen = []
-    real = methods.init_prompts_from_frames
-    monkeypatch.setattr(methods, "init_prompts_from_frames", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
+    real = adapters.init_prompts_from_frames
+    monkeypatch.setattr(adapters, "init_prompts_from_frames", lambda *a, **k: seen.append(a[3]) or real(*a, **k))
     config = load_config(None, ["data.path=synthetic", "data.clip_seconds=0.25", "method.name=prompt",
                                 "method.budget=2", "backbone.name=tiny:hubert", "training.epochs=1", "seed=3",
                                 "training.batch_size=64"])

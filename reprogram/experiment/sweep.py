@@ -132,7 +132,7 @@ def _folds(folds: Any, point: dict) -> list[int]:
         return [0]
     if cfg.split.kind in ("kfold", "group_kfold"):
         return list(range(cfg.split.n_folds))
-    from reprogram.experiment.runner import load_data  # leave-one-group-out: one fold per group of the data
+    from reprogram.experiment.inputs import load_data  # leave-one-group-out: one fold per group of the data
 
     return list(range(len(set(load_data(cfg.data.path, cfg).group_values(cfg.task.group_column)))))
 

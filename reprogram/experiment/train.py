@@ -21,7 +21,6 @@ only rank 0 writes checkpoints; the result equals the one-process run within flo
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -32,28 +31,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from reprogram.experiment import checkpoint
 from reprogram.experiment.config import TrainingConfig
 from reprogram.experiment.metrics import classification_metrics, cross_entropy
-from reprogram.experiment.results import atomic_write_text
 from reprogram.runtime.accel import AccelConfig, apply_accel, autocast_context, grad_scaler
 from reprogram.runtime.distributed import (
     DistEnv,
     all_sum,
     gather_predictions,
     global_mean_loss,
-    make_shard_loader,
     rank_seed,
     session,
     wrap_model,
 )
+from reprogram.runtime.sharding import make_shard_loader
 from reprogram.runtime.threads import configure_threads, make_loader
-
-LATEST = "latest.json"
 
 
 @dataclass
@@ -111,11 +108,6 @@ def unpack(batch) -> tuple[torch.Tensor, torch.Tensor]:
     return batch[0], batch[1]
 
 
-def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Named parameters that require grad."""
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """``(trainable, total)`` scalar counts measured from the module (shared tensors counted once)."""
     seen, trainable, total = set(), 0, 0
@@ -126,41 +118,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return trainable, total
-
-
-class TrainableState:
-    """The part of a model that training changes: parameters that require grad, plus buffers that change
-    during training (fitted label mappings, batch-norm statistics under full fine-tuning).
-
-    Args:
-        model: the model, at its initialisation.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.initial_buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """Name -> CPU tensor copy of every trainable parameter and changed buffer."""
-        out = {n: p.detach().cpu().clone().contiguous() for n, p in trainable_parameters(self.model)}
-        for n, b in self.model.named_buffers():
-            init = self.initial_buffers.get(n)
-            if init is None or init.shape != b.shape or not torch.equal(init, b):
-                out[n] = b.detach().cpu().clone().contiguous()
-        return out
-
-    def load(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy ``state`` into the model in place (every name must exist in the model)."""
-        tensors = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        unknown = sorted(set(state) - set(tensors))
-        if unknown:
-            raise KeyError(
-                f"checkpoint holds tensors the model does not have: {unknown[:5]}; was it made by "
-                "another method or config?"
-            )
-        with torch.no_grad():
-            for n, t in state.items():
-                tensors[n].copy_(t.to(tensors[n].device))
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float, min_lr_ratio: float) -> Callable[[int], float]:
@@ -178,7 +135,7 @@ def warmup_cosine(total_steps: int, warmup_fraction: float, min_lr_ratio: float)
 
 def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; weight decay on tensors of 2+ dimensions only."""
-    params = trainable_parameters(model)
+    params = checkpoint.trainable_parameters(model)
     if not params:
         raise ValueError(
             f"{type(model).__name__} has no trainable parameters; this method is not trained by the "
@@ -263,7 +220,7 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
     """:func:`train` inside the (possibly one-process) data-parallel job ``env``."""
     device = env.device(config.device)
     _to_device(model, device)
-    state = TrainableState(model)
+    state = checkpoint.TrainableState(model)
     accel = AccelConfig.from_training(config)
     apply_accel(model, accel, device)
     scaler = grad_scaler(accel, device)
@@ -291,8 +248,8 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
     history: list[dict] = []
     start_epoch, best_key, best_epoch, best_val, best_state, stale = 0, None, -1, {}, None, 0
     resumed_from = None
-    if ckpt is not None and (ckpt / LATEST).is_file():
-        saved = _load_checkpoint(ckpt, state, (optimizer, scheduler, scaler))
+    if ckpt is not None and (ckpt / checkpoint.LATEST).is_file():
+        saved = checkpoint.load_checkpoint(ckpt, state, (optimizer, scheduler, scaler))
         start_epoch, history, best_epoch, best_val, stale = (
             saved["epoch"] + 1,
             saved["history"],
@@ -338,7 +295,7 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_([p for _, p in trainable_parameters(model)], config.grad_clip)
+                nn.utils.clip_grad_norm_([p for _, p in checkpoint.trainable_parameters(model)], config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -369,70 +326,9 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
         )
         stopped_early = config.patience is not None and stale >= config.patience and epoch + 1 < config.epochs
         if ckpt is not None and env.is_main:
-            _save_checkpoint(
+            checkpoint.save_checkpoint(
                 ckpt, epoch, state, (optimizer, scheduler, scaler), history, (best_epoch, best_val, best_state), stale
             )
     assert best_state is not None, "training ran no epoch"
     state.load(best_state)
     return TrainResult(best_epoch, best_val, history, len(history), stopped_early, resumed_from, best_state)
-
-
-def _save_checkpoint(
-    ckpt: Path, epoch: int, state: TrainableState, optim: tuple, history: list, best: tuple, stale: int
-) -> None:
-    """Write this epoch's files, then point ``latest.json`` at them (atomic), then drop older files.
-
-    Args:
-        optim: ``(optimizer, scheduler, grad scaler)``.
-        best: ``(best epoch, its validation metrics, its trainable state)``.
-    """
-    optimizer, scheduler, scaler = optim
-    best_epoch, best_val, best_state = best
-    ckpt.mkdir(parents=True, exist_ok=True)
-    weights, extra = f"epoch-{epoch:04d}.safetensors", f"epoch-{epoch:04d}.state.pt"
-    best_file = f"best-{best_epoch:04d}.safetensors"
-    save_file(state.state(), str(ckpt / weights), metadata={"epoch": str(epoch)})
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()},
-        ckpt / extra,
-    )
-    if not (ckpt / best_file).exists():
-        save_file(best_state, str(ckpt / best_file), metadata={"epoch": str(best_epoch)})
-    latest = {
-        "epoch": epoch,
-        "weights": weights,
-        "state": extra,
-        "best": best_file,
-        "best_epoch": best_epoch,
-        "best_val": best_val,
-        "history": history,
-        "stale": stale,
-    }
-    atomic_write_text(ckpt / LATEST, json.dumps(latest))
-    for f in ckpt.iterdir():
-        if f.name not in (weights, extra, best_file, LATEST):
-            f.unlink(missing_ok=True)
-
-
-def _load_checkpoint(ckpt: Path, state: TrainableState, optim: tuple) -> dict:
-    """Load the trainable state and ``(optimizer, scheduler, scaler)`` states named by ``latest.json``."""
-    optimizer, scheduler, scaler = optim
-    try:
-        saved = json.loads((ckpt / LATEST).read_text())
-        state.load(load_file(str(ckpt / saved["weights"])))
-        extra = torch.load(ckpt / saved["state"], weights_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise RuntimeError(
-            f"checkpoint in {ckpt} cannot be resumed ({type(e).__name__}: {e}); delete the folder "
-            "to restart this run from scratch"
-        ) from None
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    if extra.get("scaler"):
-        scaler.load_state_dict(extra["scaler"])
-    return saved
-
-
-def load_trainable(model: nn.Module, path: str | Path) -> None:
-    """Load a trainable-state safetensors file (``trainable.safetensors`` or a checkpoint) into ``model``."""
-    TrainableState(model).load(load_file(str(path)))

@@ -5,7 +5,6 @@ systems."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,110 +45,6 @@ class FeatureMethod:
         if hasattr(final, "coef_"):
             return int(final.coef_.size + np.size(getattr(final, "intercept_", 0)))
         return int(sum(t.tree_.node_count for t in getattr(final, "estimators_", [])))
-
-
-class MfccFeatures(FeatureMethod):
-    """MFCC (+ deltas) clip statistics (:mod:`reprogram.methods.mfcc`) with a class-balanced classifier."""
-
-    def __init__(self, classifier: str, seed: int, **feature_options) -> None:
-        from reprogram.methods.mfcc import make_classifier
-
-        self.model = make_classifier(classifier, seed=seed)
-        self.feature_options = feature_options
-        self.selection = {}
-
-    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-        from reprogram.methods.mfcc import mfcc_features
-
-        def compute() -> np.ndarray:
-            waves = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])  # (M, N)
-            return mfcc_features(waves, dataset.sample_rate, **self.feature_options)  # (M, D)
-
-        if cache_dir is None:
-            return compute()
-        from reprogram.runtime.cache.keys import versions
-        from reprogram.runtime.cache.store import get_or_build, load_array
-
-        def build(folder) -> dict:
-            x = compute()
-            np.save(folder / "features.npy", x.astype(np.float32))
-            return {"shape": list(x.shape)}
-
-        from reprogram.runtime.cache.code import code_fingerprint, dataset_code
-
-        parts = {"data": dataset.cache_key_parts(), "features": "mfcc_statistics",
-                 "code": code_fingerprint(mfcc_features, *dataset_code(dataset)),
-                 "options": dict(sorted(self.feature_options.items())),
-                 "versions": versions("torch", "torchaudio", "numpy")}
-        x, _ = get_or_build(cache_dir, "features", parts, build, lambda folder: load_array(folder, "features"))
-        return np.array(x)  # (M, D), in memory
-
-    def fit(self, x_train, y_train, x_val, y_val) -> MfccFeatures:
-        self.model.fit(x_train, y_train)
-        self.classes_ = self.model.classes_
-        return self
-
-
-class ProbeFeatures(FeatureMethod):
-    """Linear probe: logistic regression on one cached hidden state of a frozen speech encoder
-    (:mod:`reprogram.methods.probes`), its regularisation chosen on the validation split."""
-
-    def __init__(self, backbone, layer: int, seed: int, cs: Sequence[float] | None = None) -> None:
-        self.backbone, self.layer, self.seed, self.cs = backbone, layer, seed, cs
-        self.selection = {}
-
-    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-        from reprogram.methods.probes import pooled_features
-
-        # every hidden state is cached, so a probe of another layer reuses the entry
-        return pooled_features(self.backbone, dataset, cache_dir=cache_dir)[:, self.layer].numpy()  # (M, D)
-
-    def fit(self, x_train, y_train, x_val, y_val) -> ProbeFeatures:
-        from reprogram.methods.probes import DEFAULT_CS, fit_linear_probe
-
-        x = np.concatenate([x_train, x_val])
-        y = np.concatenate([y_train, y_val])
-        n = len(x_train)
-        result = fit_linear_probe(x, y, range(n), range(n, len(x)), cs=self.cs or DEFAULT_CS, seed=self.seed)
-        self.model = result.model
-        self.classes_ = self.model.classes_
-        self.selection = {"C": result.C, "val_balanced_accuracy_by_C": {str(k): v for k, v in result.val_by_C.items()}}
-        return self
-
-
-class PerLayerProbeFeatures(ProbeFeatures):
-    """One linear probe per hidden state (:func:`reprogram.methods.probes.per_layer_probes`, each with its ``C`` chosen
-    on
-    validation); the layer with the best validation balanced accuracy is kept. ``selection`` records every
-    layer's validation score (and ``C``) so a result shows where the information is."""
-
-    def __init__(self, backbone, seed: int, cs: Sequence[float] | None = None) -> None:
-        super().__init__(backbone, -1, seed, cs)
-
-    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-        from reprogram.methods.probes import pooled_features
-
-        return pooled_features(self.backbone, dataset, cache_dir=cache_dir).numpy()  # (M, L, D)
-
-    def fit(self, x_train, y_train, x_val, y_val) -> PerLayerProbeFeatures:
-        from reprogram.methods.probes import DEFAULT_CS, per_layer_probes
-
-        x, y, n = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]), len(x_train)
-        report = per_layer_probes(x, y, range(n), range(n, len(x)), cs=self.cs or DEFAULT_CS)
-        self.layer = report.best_layer
-        self.model = report.results[self.layer].model
-        self.classes_ = self.model.classes_
-        self.feature_dim = int(x.shape[2])
-        self.selection = {
-            "layer": self.layer,
-            "C": report.results[self.layer].C,
-            "val_balanced_accuracy_by_layer": [r.val_balanced_accuracy for r in report.results],
-            "C_by_layer": [r.C for r in report.results],
-        }
-        return self
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(x[:, self.layer])
 
 
 def clip_ids(table) -> list[str]:
@@ -198,3 +93,19 @@ def fit_features(
         "label_mapping": None,
         "predictions": predictions,
     }
+
+
+class FeatureFitting:
+    """The kind of every :class:`FeatureMethod`: featurize the whole table once, fit on train (select on val),
+    score every part (:func:`fit_features`). Nothing trains in parallel, so rank 0 fits alone under torchrun."""
+
+    parallel = False
+
+    def fit(self, built, context) -> dict:
+        ext = {"external": context.eval_sets["external"]} if "external" in context.eval_sets else {}
+        return fit_features(built, context.full, context.rows, ext, context.classes, context.positive,
+                            context.cache_dir)
+
+
+#: how feature methods (probes on cached features, MFCC, ...) learn
+FITTED = FeatureFitting()

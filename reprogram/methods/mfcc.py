@@ -9,6 +9,7 @@ caller-given folds (grouped folds for recorder-confounded data, stratified folds
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from reprogram.data.records import ClipTable
 from reprogram.experiment.metrics import classification_metrics
+from reprogram.methods.features import FeatureMethod
 
 CLASSIFIERS = ("logreg", "random_forest")
 METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
@@ -230,3 +232,56 @@ def _scores(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str
         "macro_f1": m["macro_f1"],
         "chance_balanced_accuracy": 1.0 / len(np.unique(targets)),
     }
+
+
+class MfccFeatures(FeatureMethod):
+    """MFCC (+ deltas) clip statistics (:func:`mfcc_features`) with a class-balanced classifier."""
+
+    def __init__(self, classifier: str, seed: int, **feature_options) -> None:
+        self.model = make_classifier(classifier, seed=seed)
+        self.feature_options = feature_options
+        self.selection = {}
+
+    def featurize(self, dataset, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
+        def compute() -> np.ndarray:
+            waves = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])  # (M, N)
+            return mfcc_features(waves, dataset.sample_rate, **self.feature_options)  # (M, D)
+
+        if cache_dir is None:
+            return compute()
+        from reprogram.runtime.cache.keys import versions
+        from reprogram.runtime.cache.store import get_or_build, load_array
+
+        def build(folder) -> dict:
+            x = compute()
+            np.save(folder / "features.npy", x.astype(np.float32))
+            return {"shape": list(x.shape)}
+
+        from reprogram.runtime.cache.code import code_fingerprint, dataset_code
+
+        parts = {"data": dataset.cache_key_parts(), "features": "mfcc_statistics",
+                 "code": code_fingerprint(mfcc_features, *dataset_code(dataset)),
+                 "options": dict(sorted(self.feature_options.items())),
+                 "versions": versions("torch", "torchaudio", "numpy")}
+        x, _ = get_or_build(cache_dir, "features", parts, build, lambda folder: load_array(folder, "features"))
+        return np.array(x)  # (M, D), in memory
+
+    def fit(self, x_train, y_train, x_val, y_val) -> MfccFeatures:
+        self.model.fit(x_train, y_train)
+        self.classes_ = self.model.classes_
+        return self
+
+
+def build_mfcc(config, classes: list):
+    """MFCC (+ deltas) statistics with ``options.classifier`` (``logreg`` | ``random_forest``); no backbone.
+
+    Other options go to :func:`mfcc_features` (``n_mfcc``, ``deltas`` ...).
+    """
+    from reprogram.methods.base import DEFAULT_SAMPLE_RATE, Built
+
+    opts = dict(config.method.options)
+    classifier = opts.pop("classifier", "logreg")
+    if config.method.budget is not None:
+        raise ValueError("the MFCC baseline has no budget knob; set method.budget=null")
+    rate = int(config.data.sample_rate or DEFAULT_SAMPLE_RATE)
+    return Built(None, rate, "features", {}, features=MfccFeatures(classifier, config.seed, **opts))

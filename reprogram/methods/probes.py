@@ -258,3 +258,21 @@ def train_weighted_sum_probe(
         test_score = float(balanced_accuracy_score(y_te, scores.argmax(1)))
     return WeightedSumProbeResult(head, outcome.best_epoch, float(outcome.best_val["balanced_accuracy"]), test_score,
                                   head.layer_weights.tolist(), head.trainable_parameters())
+
+
+def probe_builder(head: str):
+    """Builder of a frozen speech backbone with a trained head ``head`` (``weighted_sum``, ``attentive``,
+    ``linear``), trained by the one training loop on the cached frozen features (:mod:`reprogram.runtime.prefix`)."""
+    from reprogram.methods.base import Built, backbone_of, component_counts, native_rate, speech_head
+
+    def build_probe(config, classes: list) -> Built:
+        from reprogram.mappers.heads import SpeechClassifier
+
+        if config.method.budget is not None:
+            raise ValueError(f"probes have no budget knob; set method.budget=null (got {config.method.budget})")
+        backbone = backbone_of(config)
+        options = dict(config.method.options)
+        model = SpeechClassifier(backbone, speech_head(config, backbone, len(classes), head, options))
+        return Built(model, native_rate(config, backbone), backbone.spec.modality, component_counts(model))
+
+    return build_probe

@@ -161,3 +161,47 @@ class ReprogrammedModel(nn.Module):
         if self.mapper.needs_fit and (epoch == 0 or unfitted or self.mapper.refit_every_epoch):
             return self.fit_mapper(loader)
         return False
+
+
+def build_program(config, classes: list):
+    """Reprogramming: ``TRANSFORMS[options.transform]`` -> frozen backbone -> ``MAPPERS[options.mapper]``.
+
+    With ``options.head`` (speech backbones) the mapper is replaced by a head on the hidden states.
+    """
+    from reprogram import mappers, transforms
+    from reprogram.mappers.heads import SpeechClassifier
+    from reprogram.methods.base import (
+        DEFAULT_TRANSFORM,
+        Built,
+        backbone_of,
+        component_counts,
+        program_rate,
+        speech_head,
+        with_seed,
+    )
+
+    opts = dict(config.method.options)
+    backbone = backbone_of(config)
+    spec, rate = backbone.spec, program_rate(config, backbone)
+    name = opts.pop("transform", DEFAULT_TRANSFORM[spec.modality])
+    mapper = opts.pop("mapper", "linear" if spec.num_labels else "feature_linear")
+    mapper_options = dict(opts.pop("mapper_options", {}))
+    head = opts.pop("head", None)
+    head_options = dict(opts.pop("head_options", {}))
+    if config.method.budget is not None:
+        opts["budget"] = config.method.budget
+    if spec.modality in ("speech", "audio"):
+        opts.setdefault("clip_seconds", config.data.clip_seconds)
+    opts = with_seed(transforms.TRANSFORMS, name, opts, config.seed)
+    mapper_options = with_seed(mappers.MAPPERS, mapper, mapper_options, config.seed)
+    transform = transforms.create(name, spec=spec, sample_rate=rate, **opts)
+    if head is not None:
+        head_module = speech_head(config, backbone, len(classes), head, head_options)
+        model = SpeechClassifier(backbone, head_module, program=transform)
+        counts = {**component_counts(model), "budget": getattr(transform, "budget", None)}
+    else:
+        if mapper == "semantic":
+            mapper_options.setdefault("class_names", list(classes))
+        model = ReprogrammedModel(transform, backbone, mappers.create(mapper, backbone, len(classes), **mapper_options))
+        counts = model.budget()
+    return Built(model, rate, spec.modality, counts, label_names=tuple(spec.label_names))
