@@ -76,17 +76,27 @@ def _entry(config, model_id: str) -> tuple[str, str, str, str]:
     return MODEL_TYPES[config.model_type]
 
 
+#: ``backbone.options`` an ``hf:`` backbone passes to ``from_pretrained``; anything else is a user error
+LOAD_OPTIONS = ("revision", "cache_dir", "local_files_only", "token", "force_download", "subfolder",
+                "attn_implementation", "dtype")
+
+
 def build(model_id: str, **options) -> Backbone:
     """Factory of the ``hf:`` prefix.
 
     Args:
         model_id: a hub id (``facebook/hubert-base-ls960``) or a local ``save_pretrained`` folder.
-        **options: passed to ``from_pretrained`` (e.g. ``revision``, ``cache_dir``); defaults:
+        **options: passed to ``from_pretrained``, only the keys of :data:`LOAD_OPTIONS`; defaults:
             ``attn_implementation="sdpa"`` where transformers has it (else ``"eager"``), ``dtype=torch.float32``.
     """
     import transformers
     from transformers import AutoFeatureExtractor
 
+    unknown = sorted(set(options) - set(LOAD_OPTIONS))
+    if unknown:
+        raise ValueError(f"backbone.options {unknown} are not loading options of hf:{model_id}; known: "
+                         f"{sorted(LOAD_OPTIONS)}. Fix: remove them (model settings come from the checkpoint's "
+                         f"config), or set one of the known keys")
     config = load_config(model_id)
     model_cls_name, module, wrapper_name, _ = _entry(config, model_id)
     model_cls = getattr(transformers, model_cls_name)

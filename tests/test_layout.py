@@ -142,7 +142,7 @@ def test_result_schema_is_unchanged(tmp_path, overrides, extra, training):
     from reprogram.experiment.runner import run_experiment
 
     result = run_experiment(load_config(None, overrides), tmp_path, use_cache=False)
-    assert set(result) == COMMON | extra
+    assert set(result) == COMMON | extra | {"data_report"}  # data_report: added after, by issue 17
     assert set(result["params"]) == {"components", "total", "trainable"}
     assert set(result["training"]) == training
     assert set(result["metrics"]) == {"train", "val", "test"}

@@ -181,8 +181,8 @@ def test_data_config_reaches_the_loader(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.flac"):
         run_experiment(load_config(None, base), tmp_path / "out", use_cache=False)
     assert not (tmp_path / "out").exists()  # nothing written for data that do not load
-    with pytest.warns(UserWarning, match="skipped 1 row"):
-        result = run_experiment(load_config(None, [*base, "data.on_error=skip"]), tmp_path / "out", use_cache=False)
+    result = run_experiment(load_config(None, [*base, "data.on_error=skip"]), tmp_path / "out", use_cache=False)
+    assert [s[0] for s in result["data_report"]["skipped"]] == ["manifest.csv:7"]  # reported, in result.json too
     assert sum(result["split"]["sizes"].values()) == 119  # the one bad row of 120 dropped
     with pytest.raises(ConfigError, match="data.on_error"):
         load_config(None, ["data.on_error=ignore"])

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from reprogram.data.audio import AudioReadError, audio_info, scan_audio
-from reprogram.data.records import ClipRecord, ClipTable
+from reprogram.data.integrity import conflicts
+from reprogram.data.records import ClipTable
 
 #: fewer clips than this in a class gets a warning (too few for 5-fold cross-validation).
 RARE_CLASS = 5
@@ -27,8 +28,8 @@ class Problem:
     Attributes:
         severity: ``"error"`` or ``"warning"``.
         kind: ``missing_file``, ``unreadable_file``, ``empty_audio``, ``nan_audio``, ``missing_label``,
-            ``duplicate_row``, ``bad_row``, ``overlapping_annotations``, ``segment_past_end``, ``silent_audio``,
-            ``background``, ``rare_class``, ``skipped_row``, ``leakage``.
+            ``duplicate_row``, ``group_conflict``, ``bad_row``, ``overlapping_annotations``, ``segment_past_end``,
+            ``silent_audio``,            ``background``, ``rare_class``, ``skipped_row``, ``leakage``.
         source: the row (``"manifest.csv:12"``) or ``""`` for table-wide findings.
         message: what is wrong (names the file) and, for errors, the fix.
     """
@@ -160,16 +161,7 @@ def check_table(
         end = info.duration if rec.end_s is None else min(rec.end_s, info.duration)
         durations.append(max(0.0, end - start))
         readable.append(rec)
-    first: dict[tuple, ClipRecord] = {}
-    for rec in table:
-        key = (rec.path, rec.start_s, rec.end_s)
-        if key in first:
-            other = first[key]
-            clash = f" with a different label ({other.label!r} vs {rec.label!r})" if other.label != rec.label else ""
-            problems.append(Problem("error", "duplicate_row", rec.source, f"duplicates row {other.source}{clash} "
-                                    f"({rec.path}, [{rec.start_s}, {rec.end_s}] s). Fix: delete one of the rows."))
-        else:
-            first[key] = rec
+    problems += [Problem("error", kind, source, message) for kind, source, message in conflicts(table)]
     unlabelled = [r for r in table if r.label is None]
     if unlabelled and table.label_column:
         problems += [Problem("error", "missing_label", r.source, f"{r.path} has no label") for r in unlabelled]

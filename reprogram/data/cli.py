@@ -25,6 +25,8 @@ def _loading_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--path-column", default="path", help="manifest column with the audio path")
     p.add_argument("--start-column", default=None, help="manifest column with segment starts (s)")
     p.add_argument("--end-column", default=None, help="manifest column with segment ends (s)")
+    p.add_argument("--delimiter", default=None,
+                   help="manifest field separator (default: comma; tab for .tsv), e.g. --delimiter ';'")
     p.add_argument("--audio-dir", default=None, help="folder of the audio (default: the table's folder)")
     p.add_argument("--label-regex", default=None, help="folders: regex with a named group 'label' on file paths")
     p.add_argument("--background-windows", type=int, default=0,
@@ -64,6 +66,8 @@ def _load(args: argparse.Namespace):
         options["audio_dir"] = args.audio_dir
     if args.label_regex:
         options["label_regex"] = args.label_regex
+    if args.delimiter:
+        options["delimiter"] = args.delimiter
     if args.background_windows:
         options["background_windows"] = args.background_windows
     with warnings.catch_warnings():  # skipped rows are listed in the report itself

@@ -91,9 +91,9 @@ class RowPolicy:
     def finish(self, table: ClipTable) -> ClipTable:
         """Attach the skipped rows and notes to a table; skipped rows also raise a warning (never silent)."""
         if self.skipped:
-            source, reason = self.skipped[0]
-            warnings.warn(f"{table.name}: skipped {len(self.skipped)} row(s) under on_error='skip' (first: {source}: "
-                          f"{reason}); the full list is in table.skipped", stacklevel=3)
+            rows = "\n".join(f"  {source}: {reason}" for source, reason in self.skipped)
+            warnings.warn(f"{table.name}: skipped {len(self.skipped)} row(s) under on_error='skip' (also in "
+                          f"table.skipped):\n{rows}", stacklevel=3)
         table.skipped.extend(self.skipped)
         table.notes.extend(self.notes)
         return table
@@ -148,6 +148,14 @@ def read_rows(path: str | os.PathLike[str], delimiter: str = ",") -> tuple[list[
 
 def require_columns(table_path: str | os.PathLike[str], header: Sequence[str], wanted: dict[str, str | None]) -> None:
     """Raise a KeyError naming the table, the missing column, the option that names it and the columns there are."""
+    joined = [c for c in header if ";" in c or "\t" in c]
+    if len(header) == 1 and joined:  # the whole header in one cell: the file uses another separator
+        sep = ";" if ";" in joined[0] else "\t"
+        raise KeyError(
+            f"{table_path}: the header {header[0]!r} is one column, so the file is not comma-separated; it looks "
+            f"{'semicolon' if sep == ';' else 'tab'}-separated. Fix: pass delimiter={sep!r} "
+            f"(`--delimiter '{sep}'` for `reprogram data`, `--set data.options.delimiter='{sep}'` for `reprogram run`)."
+        )
     for option, column in wanted.items():
         if column is not None and column not in header:
             raise KeyError(

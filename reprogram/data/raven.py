@@ -204,11 +204,14 @@ def load_raven(
             source = f"{name}:{line}"
             audio = _find_audio(row, table_path, index)
             if audio is None:
-                wanted = row.get("Begin File") or recording_of_table(table_path)
+                named = row.get("Begin File") or row.get("Begin Path")
+                wanted = row.get("Begin File") or os.path.basename(row.get("Begin Path", "")) \
+                    or recording_of_table(table_path)
                 several = index.ambiguous(os.path.splitext(wanted)[0]) or index.ambiguous(wanted)
                 found = f"several files match: {several}" if several else f"none found under {index.folder}"
-                policy.fail(source, f"no audio file for this row (looked for Begin Path, Begin File and "
-                            f"{recording_of_table(table_path)!r}; {found})",
+                looked = (f"the row names {named!r}, so the table's own recording is not used in its place"
+                          if named else f"looked for {recording_of_table(table_path)!r} from the table name")
+                policy.fail(source, f"no audio file for this row ({looked}; {found})",
                             "pass audio_dir= pointing at the recordings, or keep one file per recording name",
                             missing_file=True)
                 continue
@@ -250,7 +253,7 @@ def _find_audio(row: dict[str, str], table_path: str, index: AudioIndex) -> str 
         if found:
             return found
     if row.get("Begin File"):
-        found = index.find(row["Begin File"])
-        if found:
-            return found
+        return index.find(row["Begin File"])
+    if begin_path:  # the row names its file: never read another recording in its place
+        return None
     return index.find(recording_of_table(table_path))

@@ -55,7 +55,8 @@ def _counts(table: ClipTable, group_column: str) -> tuple[list[str], list[str], 
 
 def _fix_hint(n_parts: int) -> str:
     return (f"fewer parts (e.g. fractions with test=0 and cross-validation for testing), "
-            f"leave_one_group_out / grouped_kfold, merging the rare class into another, or stratify=False "
+            f"split.kind=logo / group_kfold (leave one group out, grouped k-fold), merging the rare class into "
+            f"another, or stratify=False "
             f"(this split needs every class in {n_parts} groups)")
 
 
@@ -128,7 +129,9 @@ def grouped_split(
     active = np.flatnonzero(f > 0)
     if len(groups) < len(active):
         raise ValueError(f"{len(groups)} {group_column} group(s) {groups} cannot fill {len(active)} parts. "
-                         f"Fix: use leave_one_group_out or grouped_kfold, or a finer group column.")
+                         f"Fix: cross-validate over the groups instead (split.kind=logo or split.kind=group_kfold in "
+                         f"`reprogram run`; --kind logo / group_kfold in `reprogram data split`), or use a finer "
+                         f"group column.")
     if stratify:
         nested = bool((np.count_nonzero(m, axis=0) == 1).all())  # every class inside one group
         for c, name in enumerate(classes):

@@ -59,9 +59,16 @@ def valid_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
     return keys
 
 
+#: words users write for a key -> the key's own word (matched per dotted part, before the fuzzy match)
+SYNONYMS = {"learning_rate": "lr", "learningrate": "lr", "num_epochs": "epochs", "n_epochs": "epochs",
+            "max_epochs": "epochs", "batchsize": "batch_size", "bs": "batch_size", "wd": "weight_decay",
+            "random_seed": "seed", "folds": "n_folds", "num_folds": "n_folds", "kind_of_split": "kind"}
+
+
 def _unknown_key(key: str, source: str) -> ConfigError:
     valid = valid_keys()
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    translated = ".".join(SYNONYMS.get(part, part) for part in key.split("."))
+    close = [translated] if translated in valid else difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"unknown config key {key!r} in {source}.{hint} Valid keys: {', '.join(valid)}")
 

@@ -8,12 +8,17 @@ it for one run, after the method is built (the rate is the method's).
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from reprogram.data.integrity import check_run_table, input_report, report_lines
 from reprogram.data.records import ClipTable
 from reprogram.experiment.config import ConfigError, ExperimentConfig
+
+log = logging.getLogger(__name__)
 
 #: synthetic task chosen from the label column when ``data.path`` is ``synthetic`` (or unset)
 SYNTHETIC_BY_LABEL = {"call_type": "call_type", "individual": "caller_id", "presence": "presence"}
@@ -41,10 +46,14 @@ def load_data(path: str | None, config: ExperimentConfig) -> ClipTable:
         manifest = ensure_corpus(SyntheticConfig(**config.data.synthetic))
         return load_table(task_manifest(manifest, name), label_column=task.label_column, group_columns=groups)
     d = config.data
-    return load_table(
-        path, label_column=task.label_column, group_columns=groups, path_column=d.path_column,
-        start_column=d.start_column, end_column=d.end_column, format=d.format, on_error=d.on_error, **d.options,
-    )
+    with warnings.catch_warnings():  # skipped rows are reported by the run itself (every row, data-check format)
+        warnings.simplefilter("ignore", UserWarning)
+        table = load_table(
+            path, label_column=task.label_column, group_columns=groups, path_column=d.path_column,
+            start_column=d.start_column, end_column=d.end_column, format=d.format, on_error=d.on_error, **d.options,
+        )
+    check_run_table(table)  # duplicates and audio under two groups: the same checks as `reprogram data check`
+    return table
 
 
 def make_split(table: ClipTable, config: ExperimentConfig):
@@ -115,6 +124,8 @@ class Prepared:
         caches: part name -> the decoded-clip mapping its datasets share.
         eval_sets: part name -> center-crop dataset.
         full: center-crop dataset of the whole table.
+        report: skipped rows and unusual clips (:func:`reprogram.data.integrity.input_report`) of the table and,
+            under ``external``, of the external test set.
     """
 
     rows: dict[str, list[int]]
@@ -122,6 +133,7 @@ class Prepared:
     caches: dict[str, MutableMapping]
     eval_sets: dict
     full: object
+    report: dict
 
 
 def prepare(table: ClipTable, external: ClipTable | None, split, rate: int, config: ExperimentConfig,
@@ -136,4 +148,10 @@ def prepare(table: ClipTable, external: ClipTable | None, split, rate: int, conf
         caches["external"] = waveforms(external, rate, cache_dir)
     eval_sets = {n: make_dataset(t, rate, config, classes, "center", caches[n]) for n, t in parts.items()}
     full = make_dataset(table, rate, config, classes, "center", packed)
-    return Prepared(rows, parts, caches, eval_sets, full)
+    report = input_report(table, rate, config.data.clip_seconds)
+    if external is not None:
+        report["external"] = input_report(external, rate, config.data.clip_seconds)
+    for name, part in (("", report), ("external test set: ", report.get("external"))):
+        for line in report_lines(part) if part else []:
+            log.warning("%s%s", name, line)  # once per run, in the data-check format; full lists in result.json
+    return Prepared(rows, parts, caches, eval_sets, full, report)

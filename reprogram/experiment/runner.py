@@ -133,6 +133,7 @@ def run_experiment(
         "split": {"name": split.name, "sizes": {n: len(t) for n, t in ready.parts.items()},
                   "groups": dict(split.meta)},
         "data_fingerprint": fingerprint,
+        "data_report": ready.report,
         "config": to_dict(config),
         **fitted,
         "wall_time_s": usage["wall_time_s"],

@@ -91,8 +91,10 @@ def build_linear_probe(config, classes: list) -> Built:
     backbone = backbone_of(config)
     if backbone.spec.num_layers == 0:
         raise ValueError(
-            f"linear_probe needs a speech backbone with hidden states; {config.backbone.name!r} is a "
-            f"{backbone.spec.modality} model"
+            f"{config.method.name} needs a speech backbone with hidden states; {config.backbone.name!r} is a "
+            f"{backbone.spec.modality} model. Fix: use a speech backbone (e.g. backbone.name=offline:whisper_tiny_en), "
+            f"or for this {backbone.spec.modality} model train a label mapper on its logits/features "
+            f"(method.name=program with method.options.mapper=linear)"
         )
     features = (PerLayerProbeFeatures(backbone, config.seed, cs) if per_layer
                 else ProbeFeatures(backbone, layer, config.seed, cs))
