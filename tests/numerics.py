@@ -93,3 +93,21 @@ def kink_bound(model: nn.Module, rel_tol: float) -> Iterator[list[float]]:
         for h in handles:
             h.remove()
     result.append(math.sqrt(sum(shares)))
+
+
+def assert_chain_close(got: torch.Tensor, want: torch.Tensor, *modules: nn.Module, paths: int = 2,
+                       dtype: torch.dtype | None = None, what: str = "") -> None:
+    """``rel_error(got, want) <= paths * chain_tol(dtype, L, k_max)`` with ``(L, k_max) = chain_size(*modules)``.
+
+    Args:
+        got, want: two results of the computation through ``modules`` (any equal shapes).
+        modules: the layers both went through (their count and widest fan-in set the bound).
+        paths: how many of ``got`` / ``want`` carry rounding error of ``dtype``: 2 for two float computations
+            (each within the bound of the exact result), 1 against a float64 (or exact) reference.
+        dtype: the working precision (default ``got.dtype``).
+        what: named in the failure message.
+    """
+    depth, k = chain_size(*modules)
+    bound = paths * chain_tol(dtype or got.dtype, depth, k)
+    err = rel_error(got, want)
+    assert err <= bound, f"{what}: relative error {err:.2e} > {bound:.2e} = {paths} x eps x L={depth} x sqrt(k={k})"
