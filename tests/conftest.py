@@ -23,6 +23,29 @@ if _SESSION_CACHE is not None:
     os.environ["REPROGRAM_CACHE"] = _SESSION_CACHE
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``OMP_NUM_THREADS=N`` set (``.ci/run``'s single-thread pass), run the session on N threads for real.
+
+    OpenMP, MKL and torch read the variable at start-up, but ``reprogram.runtime.threads.configure_threads``
+    (called by every ``train()``) gives torch one thread per *usable core*; so the session is also pinned to N of
+    its cores (``sched_setaffinity``, inherited by subprocesses), which that function counts.
+    """
+    value = os.environ.get("OMP_NUM_THREADS")
+    if not value:
+        return
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise pytest.UsageError(f"OMP_NUM_THREADS={value!r}: set a positive integer (e.g. 1) or unset it")
+    import torch
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    torch.set_num_threads(threads)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove this session's cache folder (only the one this conftest made)."""
     if _SESSION_CACHE is not None:

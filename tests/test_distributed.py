@@ -28,6 +28,7 @@ from tests import ddp_worker
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.numerics
 def test_two_processes_match_one_process(tmp_path):
     """Class-weighted, label-smoothed loss, a last global batch of one clip (rank 1 pads), random crops, a frozen
     part with a batch-norm buffer and a data-fitted buffer: same weights, history and validation metrics."""

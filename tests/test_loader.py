@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -93,3 +95,16 @@ def test_auto_workers_only_where_they_help(dataset):
         make_loader(dataset, 4, shuffle=True, seed=0, num_workers=-2)
     with pytest.raises(ValueError, match="batch_size"):
         make_loader(dataset, 0, shuffle=True, seed=0)
+
+
+@pytest.mark.numerics
+@pytest.mark.skipif(not os.environ.get("OMP_NUM_THREADS"), reason="checks the OMP_NUM_THREADS pass of .ci/run")
+def test_omp_num_threads_reaches_torch_and_train():
+    """Under ``OMP_NUM_THREADS=N`` (tests/conftest.py) torch runs N threads, and so does what train() configures."""
+    threads = int(os.environ["OMP_NUM_THREADS"])
+    assert torch.get_num_threads() == threads
+    before = torch.get_num_threads()
+    try:
+        assert configure_threads(0).intra_op == threads  # train(): configure_threads(workers, usable cores)
+    finally:
+        torch.set_num_threads(before)

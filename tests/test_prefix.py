@@ -72,6 +72,7 @@ CASES = [
 ]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize(("method", "backbone", "extra", "kind", "cut"), CASES)
 def test_cached_prefix_measures_what_the_uncached_path_measures(corpus, tmp_path, method, backbone, extra, kind, cut):
     cached, plain = _pair(_config(corpus, method, backbone, *extra), tmp_path)
@@ -120,6 +121,7 @@ def test_top_k_option(corpus):
         build(_config(corpus, "prompt", "tiny:hubert", "method.options.top_k=1"), ["a", "b"])
 
 
+@pytest.mark.numerics
 def test_external_test_set_is_scored_from_its_own_cached_activations(corpus, tmp_path):
     config = _config(corpus, "prompt", "tiny:hubert", "method.budget=2", f"data.test_path={corpus}")
     cached, plain = _pair(config, tmp_path)

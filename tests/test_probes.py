@@ -70,7 +70,10 @@ def test_per_layer_probes_find_the_informative_layer():
     assert len(rows) == 4 and rows[2]["val_balanced_accuracy"] > max(r["val_balanced_accuracy"] for r in rows[:2])
 
 
+@pytest.mark.numerics
 def test_weighted_sum_probe_learns_and_weights_the_informative_layer():
+    """Over data/init seeds 0-4 at 1 and 2 threads: validation balanced accuracy 0.917-1.0 (0.8 is asked), and
+    the informative layer always had the largest weight."""
     x, y = layered(informative=1)
     result = train_weighted_sum_probe(torch.as_tensor(x), y, *PARTS, epochs=150, lr=0.05)
     assert result.val_balanced_accuracy > 0.8

@@ -160,9 +160,10 @@ def test_budget_reports_norms_and_components(backbone_of):
     assert b["mapper"] == 1000 * K + K and b["head"] == 0 and b["budget"] == 0.1
 
 
-@pytest.mark.slow
-def test_pad_program_with_linear_mapping_learns_on_the_synthetic_corpus(tmp_path_factory, backbone_of):
-    """One epoch of a padding program + linear mapping on offline:efficientnet_lite0 lowers the training loss."""
+def pad_linear_losses(root, seed: int, steps: int = 10) -> list[float]:
+    """Training losses of a padding program + linear mapping on offline:efficientnet_lite0 over ``steps``
+    full-batch Adam steps (lr 1e-3) on a 12-clip synthetic corpus drawn with ``seed``; the last entry is the
+    loss after the last step. Full batches: no sampling order, so only float rounding differs between CPUs."""
     from torch.utils.data import DataLoader
 
     from reprogram.data.dataset import WaveformDataset
@@ -170,7 +171,7 @@ def test_pad_program_with_linear_mapping_learns_on_the_synthetic_corpus(tmp_path
     from reprogram.data.synthetic import SyntheticConfig, generate_corpus
 
     config = SyntheticConfig(
-        seed=1,
+        seed=1 + seed,
         clip_s=4.0,
         n_individuals=2,
         n_recorders=2,
@@ -179,29 +180,35 @@ def test_pad_program_with_linear_mapping_learns_on_the_synthetic_corpus(tmp_path
         male_calls_per_individual=1,
         noise_clips_per_recorder=2,
     )
-    manifest = generate_corpus(tmp_path_factory.mktemp("reprogram") / "corpus", config)
-    table = load_table(manifest, label_column="call_type", group_columns=("recorder",))
+    table = load_table(generate_corpus(root, config), label_column="call_type", group_columns=("recorder",))
     data = WaveformDataset(table, sample_rate=16000, clip_seconds=4.0)
-    backbone = backbone_of("offline:efficientnet_lite0")
-    torch.manual_seed(0)
+    backbone = backbones.create("offline:efficientnet_lite0")
+    torch.manual_seed(seed)
     model = ReprogrammedModel(
         transforms.create("pad", backbone.spec, sample_rate=16000, budget=16),
         backbone,
         mappers.create("linear", backbone, len(data.classes)),
     )
-    everything = next(iter(DataLoader(data, batch_size=len(data))))
-
-    def training_loss() -> float:
-        model.eval()
-        with torch.no_grad():
-            return float(F.cross_entropy(model(everything[0]), everything[1]))
-
-    before = training_loss()
-    opt = torch.optim.Adam(list(model.trainable()), lr=1e-2)
+    wave, target, _ = next(iter(DataLoader(data, batch_size=len(data))))  # (12, N), (12,)
+    opt = torch.optim.Adam(list(model.trainable()), lr=1e-3)
+    losses = []
     model.train()
-    for wave, target, _ in DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0)):
+    for _ in range(steps):
         opt.zero_grad()
-        F.cross_entropy(model(wave), target).backward()
+        loss = F.cross_entropy(model(wave), target)
+        loss.backward()
         opt.step()
-    after = training_loss()
-    assert after < before - 0.05, (before, after)
+        losses.append(float(loss.detach()))
+    model.eval()
+    with torch.no_grad():
+        losses.append(float(F.cross_entropy(model(wave), target)))
+    return losses
+
+
+@pytest.mark.slow
+@pytest.mark.numerics
+def test_pad_program_with_linear_mapping_learns_on_the_synthetic_corpus(tmp_path):
+    """Ten full-batch steps of a padding program + linear mapping halve the training loss. Over corpus/init seeds
+    0-4 at 1 and 2 threads the loss ended at 0.15-0.23 of its start (the margin to 0.5 is > 2x)."""
+    losses = pad_linear_losses(tmp_path / "corpus", seed=0)
+    assert losses[-1] < 0.5 * losses[0], losses

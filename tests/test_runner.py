@@ -201,6 +201,7 @@ def test_sweep_refuses_parallel_jobs_under_torchrun(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.numerics
 def test_torchrun_two_processes_write_one_result_equal_to_one_process(tmp_path):
     """`reprogram run` under torchrun (2 CPU ranks, gloo): rank 0 alone prints and writes, and the result equals
     the one-process run's (same global batch)."""

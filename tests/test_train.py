@@ -106,9 +106,11 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
     assert torch.equal(fresh.proj.weight, full.proj.weight)
 
 
+@pytest.mark.numerics
 def test_selection_uses_validation_only(tmp_path):
     """Validation labels are flipped: the better the model on test, the worse on val. The loop must pick
-    the epoch best on val, although later epochs are better on test."""
+    the epoch best on val, although later epochs are better on test. Over training seeds 0-4 at 1 and 2 threads
+    the best test epoch beat the selected one by 0.417-0.467 (25-28 of 60 clips; 0.2 is asked)."""
     train_data, val, test = Tones(60, 0, crop=True), Tones(30, 1, flip=True), Tones(60, 2)
     cfg = TrainingConfig(epochs=6, batch_size=10, lr=0.003, patience=None, warmup_fraction=0.0)
     test_acc_per_epoch = []
