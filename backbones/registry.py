@@ -52,7 +52,7 @@ def _load_families() -> None:
     _examples("hf:", "backbones.hf_hub", "MIT/ast-finetuned-audioset-10-10-0.4593")
     REGISTRY.register("vggish", lazy("backbones.vggish", "build"))
     # tiny: seeded random twins of the hub families (tests; no download).
-    for twin in ("hubert", "wav2vec2", "wavlm", "whisper", "ast", "vggish", "vit", "clip", "r3d"):
+    for twin in ("hubert", "wav2vec2", "wavlm", "whisper", "ast", "vggish", "vit", "clip", "r3d", "birdnet"):
         REGISTRY.register(f"tiny:{twin}", lazy("backbones.tiny", twin))
 
 

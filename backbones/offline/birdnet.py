@@ -136,8 +136,6 @@ class BirdNET(Backbone):
             from backbones.tflite.litert import LiteRTRunner
 
             self.net = None
-            if isinstance(model, bytes):
-                raise ValueError(f"{name}: the LiteRT engine reads a file; pass a path")
             threads = num_threads if num_threads is not None else torch.get_num_threads()
             self.runner = LiteRTRunner(model, taps=(embedding_tensor,), num_threads=threads)
         self.spec = InputSpec(modality="speech", shape=(-1,), sample_rate=int(sample_rate), label_names=labels,

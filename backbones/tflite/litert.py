@@ -14,20 +14,21 @@ class LiteRTRunner:
     """One LiteRT interpreter for a single-input model; the batch dimension is resized on demand.
 
     Args:
-        path: the ``.tflite`` file.
+        path: the ``.tflite`` file, or its bytes.
         taps: names of intermediate tensors to return as well (e.g. ``model/GLOBAL_AVG_POOL/Mean``).
         num_threads: CPU threads of the interpreter (``None``: LiteRT's default).
     """
 
-    def __init__(self, path: str | Path, taps: Sequence[str] = (), num_threads: int | None = None) -> None:
+    def __init__(self, path: str | Path | bytes, taps: Sequence[str] = (), num_threads: int | None = None) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ModuleNotFoundError as err:
             raise ModuleNotFoundError("the LiteRT engine needs the runtime: pip install ai-edge-litert") from err
-        self.path = str(path)
+        source = {"model_content": path} if isinstance(path, bytes) else {"model_path": str(path)}
+        self.path = "<bytes>" if isinstance(path, bytes) else str(path)
         with warnings.catch_warnings():  # preserving tensors is reported as a debugging feature; it is what we need
             warnings.simplefilter("ignore", UserWarning)
-            self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads,
+            self.interpreter = Interpreter(**source, num_threads=num_threads,
                                            experimental_preserve_all_tensors=bool(taps))
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
