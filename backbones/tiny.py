@@ -166,19 +166,6 @@ def r3d(seed: int = 0) -> Backbone:
 
 
 #: name -> builder, for registration and test matrices.
-TWINS: dict[str, Callable[..., Backbone]] = {
-    "tiny:hubert": hubert,
-    "tiny:wav2vec2": wav2vec2,
-    "tiny:wavlm": wavlm,
-    "tiny:whisper": whisper,
-    "tiny:ast": ast,
-    "tiny:vggish": vggish,
-    "tiny:vit": vit,
-    "tiny:clip": clip,
-    "tiny:r3d": r3d,
-}
-
-
 def birdnet(seed: int = 0, engine: str = "torch") -> Backbone:
     """``tiny:birdnet``: a BirdNET-shaped ``.tflite`` written with seeded random weights
     (:func:`backbones.tflite.writer.tiny_birdnet_tflite`), through the ``offline:birdnet`` wrapper: 1024-sample
@@ -190,3 +177,18 @@ def birdnet(seed: int = 0, engine: str = "torch") -> Backbone:
     labels = tuple(f"tiny species {i}" for i in range(TINY["labels"]))
     return BirdNET(tiny_birdnet_tflite(seed), labels, engine=engine, sample_rate=8000, hop_seconds=0.064,
                    name="tiny:birdnet")
+
+
+TWINS: dict[str, Callable[..., Backbone]] = {
+    "tiny:hubert": hubert,
+    "tiny:wav2vec2": wav2vec2,
+    "tiny:wavlm": wavlm,
+    "tiny:whisper": whisper,
+    "tiny:ast": ast,
+    "tiny:vggish": vggish,
+    "tiny:vit": vit,
+    "tiny:clip": clip,
+    "tiny:r3d": r3d,
+    "tiny:birdnet": birdnet,
+}
+

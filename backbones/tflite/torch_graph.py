@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -191,8 +192,11 @@ def _pad(x: torch.Tensor, paddings: torch.Tensor) -> torch.Tensor:
 
 
 def _rfft2d(x: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """Real FFT over the last two dims, computed in float64 and returned in the input's precision: the bins of
+    bands without signal are FFT round-off, which BirdNET's power compression magnifies (see module docstring)."""
     h, w = _ints(length)
-    return torch.fft.rfft2(x, s=(h, w), dim=(-2, -1))
+    y = torch.fft.rfft2(x.double(), s=(h, w), dim=(-2, -1))
+    return y if x.dtype == torch.float64 else y.to(torch.complex64)
 
 
 #: op name -> fn(op, *inputs) -> output (or tuple of outputs); inputs are tensors (None where left out).
@@ -299,3 +303,36 @@ class TFLiteTorchGraph(nn.Module):
             for i, v in zip(op.outputs, outs, strict=True):
                 values[i] = v
         return [values[i] for i in self.graph_outputs], {i: values[i] for i in taps}
+
+
+def reduction_lengths(model: TFLiteModel) -> list[int]:
+    """The number of products summed per output element of every conv, depthwise conv, fully connected and FFT op
+    (``kh * kw * C_in``, ``kh * kw``, ``in``, the FFT length): the sizes that set float32 accumulation error."""
+    out = []
+    for op in model.ops:
+        if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            shape = model.tensors[op.inputs[1]].shape
+            out.append(int(shape[1] * shape[2]) if op.op == "DEPTHWISE_CONV_2D" else int(np.prod(shape[1:])))
+        elif op.op == "RFFT2D":
+            out.append(int(np.prod(model.tensors[op.inputs[1]].data)))
+    return out
+
+
+def float32_tolerance(model: TFLiteModel, scale: float, factor: float = 8.0) -> float:
+    """Largest expected |difference| between two float32 evaluations of the graph (e.g. torch vs LiteRT), or
+    between one and the exact (float64) result, on outputs of magnitude ``scale``.
+
+    Random-rounding model: every product-sum of length K carries a relative error of about ``u * sqrt(K)``
+    (``u = 2**-24``, float32 unit roundoff) and these errors add up in quadrature along the network, so an output
+    is off by about ``u * sqrt(sum K) * scale``. ``factor`` 8 covers the largest of thousands of outputs (about
+    4.3 standard deviations for 6,522 Gaussian errors) times sqrt(2) for two independent evaluations, rounded up.
+    The model assumes no op amplifies relative error by much, which fails near digital silence (see
+    :mod:`backbones.offline.birdnet`): compare on signals, not on zero-padded windows.
+
+    Args:
+        model: the graph.
+        scale: the outputs' magnitude, e.g. ``max |reference|``.
+        factor: the multiple of the one-sigma error allowed.
+    """
+    u = float(np.finfo(np.float32).eps) / 2
+    return factor * u * float(np.sqrt(sum(reduction_lengths(model)))) * float(scale)

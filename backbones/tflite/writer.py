@@ -134,11 +134,15 @@ def tiny_birdnet_tflite(seed: int = 0, sizes: dict | None = None) -> bytes:
     mel = g.op("REVERSE_V2", [mel, g.const("axis2", np.array([2]))], (1, frames, m), "mel/reverse")
     mel = g.op("TRANSPOSE", [mel, g.const("perm", np.array([0, 2, 1]))], (1, m, frames), "mel/transpose")
     h = g.op("EXPAND_DIMS", [mel, g.const("axis3", np.array(3))], (1, m, frames, 1), "mel/expand")
+    # BirdNET's folded spectrogram batch-norm (a MUL and an ADD), scaled so the toy net is input-sensitive
+    h = g.op("MUL", [h, g.const("spec_bn/mul", np.float32(6.0))], (1, m, frames, 1), "spec_bn/mul_out")
+    h = g.op("ADD", [h, g.const("spec_bn/add", np.float32(-2.0))], (1, m, frames, 1), "spec_bn/add_out")
 
     def w(*shape: int, scale: float = 1.0) -> np.ndarray:
         return rng.normal(size=shape) * scale / np.sqrt(np.prod(shape[1:]))
 
-    h = g.op("CONV_2D", [h, g.const("conv0/w", w(c, 3, 3, 1)), g.const("conv0/b", w(c))], (1, m // 2, 8, c),
+    h = g.op("CONV_2D", [h, g.const("conv0/w", w(c, 3, 3, 1)), g.const("conv0/b", 0.1 * w(c))],
+             (1, m // 2, 8, c),
              "conv0", padding=0, strideH=2, strideW=2, dilationHFactor=1, dilationWFactor=1, fusedActivationFunction=1)
     hw = (m // 2, 4)
     hmax = g.op("MAX_POOL_2D", [h], (1, *hw, c), "pool/max", padding=0, strideH=1, strideW=2, filterHeight=1,
@@ -147,7 +151,7 @@ def tiny_birdnet_tflite(seed: int = 0, sizes: dict | None = None) -> bytes:
                 filterWidth=3)
     h = g.op("CONCATENATION", [hmax, havg], (1, *hw, 2 * c), "pool/concat", axis=3)
     h = g.op("PAD", [h, g.const("pad", np.array([[0, 0], [1, 1], [1, 1], [0, 0]]))], (1, hw[0] + 2, 6, 2 * c), "pad")
-    h = g.op("DEPTHWISE_CONV_2D", [h, g.const("dw/w", w(1, 3, 3, 2 * c)), g.const("dw/b", w(2 * c))],
+    h = g.op("DEPTHWISE_CONV_2D", [h, g.const("dw/w", w(1, 3, 3, 2 * c)), g.const("dw/b", 0.1 * w(2 * c))],
              (1, hw[0] // 2, 2, 2 * c), "dw", padding=1, strideH=2, strideW=2, depthMultiplier=1,
              dilationHFactor=1, dilationWFactor=1)
     h = g.op("MUL", [h, g.op("LOGISTIC", [h], (1, hw[0] // 2, 2, 2 * c), "dw/sigmoid")], (1, hw[0] // 2, 2, 2 * c),
@@ -161,13 +165,15 @@ def tiny_birdnet_tflite(seed: int = 0, sizes: dict | None = None) -> bytes:
     target = g.op("PACK", [batch, one_i, one_i, g.const("ch", np.array(2 * c))], (4,), "se/pack", out_dtype="INT32",
                   valuesCount=4, axis=0)
     se = g.op("RESHAPE", [se, target], (1, 1, 1, 2 * c), "se/reshape")
-    se = g.op("CONV_2D", [se, g.const("se/w", w(2 * c, 1, 1, 2 * c)), g.const("se/b", w(2 * c))], (1, 1, 1, 2 * c),
+    se = g.op("CONV_2D", [se, g.const("se/w", w(2 * c, 1, 1, 2 * c)), g.const("se/b", 0.1 * w(2 * c))],
+              (1, 1, 1, 2 * c),
               "se/conv", padding=1, strideH=1, strideW=1, dilationHFactor=1, dilationWFactor=1)
     se = g.op("LOGISTIC", [se], (1, 1, 1, 2 * c), "se/sigmoid")
     h = g.op("MUL", [h, se], (1, hw[0] // 2, 2, 2 * c), "se/multiply")
-    h = g.op("CONV_2D", [h, g.const("post/w", w(d, 1, 1, 2 * c)), g.const("post/b", w(d))], (1, hw[0] // 2, 2, d),
+    h = g.op("CONV_2D", [h, g.const("post/w", w(d, 1, 1, 2 * c)), g.const("post/b", 0.1 * w(d))],
+             (1, hw[0] // 2, 2, d),
              "post", padding=1, strideH=1, strideW=1, dilationHFactor=1, dilationWFactor=1, fusedActivationFunction=1)
     emb = g.op("MEAN", [h, g.const("axes12b", np.array([1, 2]))], (1, d), "model/GLOBAL_AVG_POOL/Mean", keepDims=False)
-    logits = g.op("FULLY_CONNECTED", [emb, g.const("dense/w", w(s, d, scale=3.0)), g.const("dense/b", w(s))], (1, s),
-                  "Identity", signature=(-1, s), keepNumDims=False)
+    logits = g.op("FULLY_CONNECTED", [emb, g.const("dense/w", w(s, d, scale=3.0)), g.const("dense/b", 0.1 * w(s))],
+                  (1, s), "Identity", signature=(-1, s), keepNumDims=False)
     return g.finish([x], [logits])
