@@ -74,7 +74,8 @@ class GraphWriter:
             self.model.operatorCodes.append(code)
             self._codes[name] = len(self.model.operatorCodes) - 1
         o = self.S.OperatorT()
-        o.opcodeIndex, o.inputs, o.outputs = self._codes[name], np.asarray(inputs, np.int32), np.asarray([out], np.int32)
+        o.opcodeIndex = self._codes[name]
+        o.inputs, o.outputs = np.asarray(inputs, np.int32), np.asarray([out], np.int32)
         if name in _OPTIONS:
             kind = _OPTIONS[name]
             opts = getattr(self.S, kind + "T")()
