@@ -60,6 +60,8 @@ def describe(name: str) -> dict:
         spec = backbone.spec
         weights = BUILT_WEIGHTS.get(prefix, "loaded")
         row.update(parameters=backbone.num_parameters(), weights_available=True)
+        if getattr(backbone, "licence", None):  # e.g. BirdNET's non-commercial model licence
+            row["note"] = backbone.licence
     row["weights"] = weights
     row["modality"] = spec.modality if spec else None
     row["spec"] = spec.summary() if spec else None

@@ -37,6 +37,8 @@ def _load_families() -> None:
     REGISTRY.register("offline:efficientnet_lite0_video", lazy("backbones.offline.video", "build"))
     REGISTRY.register("offline:whisper_tiny_en", lazy("backbones.offline.whisper", "build"))
     REGISTRY.register("offline:crepe", lazy("backbones.offline.crepe", "build"))
+    REGISTRY.register("offline:birdnet", lazy("backbones.offline.birdnet", "build"))
+    REGISTRY.register("offline:birdnet_torch", lazy("backbones.offline.birdnet", "build_torch"))
     # Hub families: any id through the prefix factory; the documented examples also as exact names.
     REGISTRY.register("timm:", lazy("backbones.timm_image", "build"))
     _examples("timm:", "backbones.timm_image", "vit_base_patch16_224.augreg_in21k_ft_in1k", "resnet50.a1_in1k")
@@ -50,7 +52,7 @@ def _load_families() -> None:
     _examples("hf:", "backbones.hf_hub", "MIT/ast-finetuned-audioset-10-10-0.4593")
     REGISTRY.register("vggish", lazy("backbones.vggish", "build"))
     # tiny: seeded random twins of the hub families (tests; no download).
-    for twin in ("hubert", "wav2vec2", "wavlm", "whisper", "ast", "vggish", "vit", "clip", "r3d"):
+    for twin in ("hubert", "wav2vec2", "wavlm", "whisper", "ast", "vggish", "vit", "clip", "r3d", "birdnet"):
         REGISTRY.register(f"tiny:{twin}", lazy("backbones.tiny", twin))
 
 

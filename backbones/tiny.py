@@ -166,6 +166,19 @@ def r3d(seed: int = 0) -> Backbone:
 
 
 #: name -> builder, for registration and test matrices.
+def birdnet(seed: int = 0, engine: str = "torch") -> Backbone:
+    """``tiny:birdnet``: a BirdNET-shaped ``.tflite`` written with seeded random weights
+    (:func:`backbones.tflite.writer.tiny_birdnet_tflite`), through the ``offline:birdnet`` wrapper: 1024-sample
+    windows at 8 kHz every 512 samples, 8-d embeddings, 5 placeholder labels. ``engine="litert"`` runs the same
+    bytes in LiteRT (the reference of the torch rebuild)."""
+    from backbones.offline.birdnet import BirdNET
+    from backbones.tflite.writer import TINY, tiny_birdnet_tflite
+
+    labels = tuple(f"tiny species {i}" for i in range(TINY["labels"]))
+    return BirdNET(tiny_birdnet_tflite(seed), labels, engine=engine, sample_rate=8000, hop_seconds=0.064,
+                   name="tiny:birdnet")
+
+
 TWINS: dict[str, Callable[..., Backbone]] = {
     "tiny:hubert": hubert,
     "tiny:wav2vec2": wav2vec2,
@@ -176,4 +189,6 @@ TWINS: dict[str, Callable[..., Backbone]] = {
     "tiny:vit": vit,
     "tiny:clip": clip,
     "tiny:r3d": r3d,
+    "tiny:birdnet": birdnet,
 }
+
