@@ -103,23 +103,22 @@ def test_simclr_pretrains_on_training_clips_only_and_is_deterministic(tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_simclr_loss_falls(seed):
-    """On 24 synthetic clips the NT-Xent loss of the last epochs is well below that of the first (chance level is
-    log(2B - 1) = 3.4 for B = 16: the encoder learns to match two views of a clip)."""
+    """On the 21 clips of the tiny synthetic corpus (batches of B = 7, 3 steps an epoch, 30 epochs) the NT-Xent loss
+    of the last 5 epochs is below that of the first 3 and below chance, log(2B - 1) = 2.56 (measured over seeds
+    0-2: first 2.41-2.50, last 1.81-2.04)."""
+    import os
+
+    from reprogram.data.audio import load_audio
     from reprogram.data.synthetic import SyntheticConfig, ensure_corpus
     from reprogram.methods.simclr import SimclrConfig, SimclrFeatures
 
-    import csv
-
-    from reprogram.data.audio import load_audio
-
     manifest = ensure_corpus(SyntheticConfig(**TINY_SYNTHETIC))
-    rows = list(csv.DictReader(open(manifest)))[:24]
-    base = manifest.parent if hasattr(manifest, "parent") else None
-    waves = []
-    for r in rows:
-        path = r["path"] if base is None or r["path"].startswith("/") else str(base / r["path"])
-        waves.append(load_audio(path, 8000)[0][:16000])
-    waves = torch.from_numpy(np.stack(waves).astype(np.float32))
-    method = SimclrFeatures(SimclrConfig(epochs=12, batch_size=16, width=8, crop_seconds=1.0, lr=3e-3), 8000, seed)
-    history = method.pretrain(waves, list(range(len(waves))))
-    assert np.mean(history[-3:]) < np.mean(history[:2]) - 0.3, history
+    with open(manifest) as f:
+        paths = [line.split(",")[0] for line in f.read().splitlines()[1:]]
+    waves = [load_audio(os.path.join(os.path.dirname(manifest), p), 8000)[0][:16000] for p in paths]
+    waves = torch.from_numpy(np.stack(waves).astype(np.float32))  # (21, 16000)
+    config = SimclrConfig(epochs=30, batch_size=7, width=8, crop_seconds=1.0, lr=3e-3)
+    history = SimclrFeatures(config, 8000, seed).pretrain(waves, list(range(len(waves))))
+    last = np.mean(history[-5:])
+    assert last < np.mean(history[:3]) - 0.25, history
+    assert last < np.log(2 * 7 - 1) - 0.3, history
