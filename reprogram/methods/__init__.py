@@ -18,8 +18,8 @@ name                what                                                        
 ``weighted_probe``  SUPERB weighted sum of all hidden states + linear head                     (none)
 ``attentive_probe`` attentive pooling of the last hidden state + linear head                   (none)
 ``mfcc``            MFCC (+ deltas) statistics + logistic regression / random forest          (none)
-``image_probe``     logistic regression on an image/video net's features of a program's canvas the program's (canvas)
-``simclr``          SimCLR-pretrained spectrogram CNN (train clips only) + logistic regression (none)
+``image_probe``     logistic regression on an image/video net's features of a program's canvas   the program's
+``simclr``          SimCLR-pretrained spectrogram CNN (train clips only) + logistic regression  (none)
 ==================  =========================================================================  ==================
 
 ``method.options`` go to the method: ``transform`` / ``mapper`` / ``mapper_options`` / ``head`` /
