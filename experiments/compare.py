@@ -20,12 +20,13 @@ from reprogram.experiment.catalogue import (
     IMAGE_SYSTEMS,
     PEFT_SYSTEMS,
     SPEECH_PROGRAM_SYSTEMS,
+    SSL_SYSTEMS,
     VIDEO_SYSTEMS,
 )
 from reprogram.experiment.suite import script_main
 
 NAME = "compare"
-SYSTEMS = IMAGE_SYSTEMS + VIDEO_SYSTEMS + SPEECH_PROGRAM_SYSTEMS + PEFT_SYSTEMS + BASELINE_SYSTEMS
+SYSTEMS = IMAGE_SYSTEMS + VIDEO_SYSTEMS + SPEECH_PROGRAM_SYSTEMS + PEFT_SYSTEMS + BASELINE_SYSTEMS + SSL_SYSTEMS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
 
     results = read_results(out)
     assert len(results) == len(demo.SYSTEMS)
-    assert {r["method"] for r in results} == {"program", "lora", "prompt", "linear_probe", "mfcc"}
+    assert {r["method"] for r in results} == {"program", "lora", "prompt", "linear_probe", "image_probe", "mfcc"}
     assert {r["modality"] for r in results} == {"image", "video", "speech", "features"}
     assert {r["backbone"] for r in results} == {"tiny:vit", "tiny:r3d", "tiny:whisper", None}
     for r in results:

@@ -23,10 +23,19 @@ IMAGE_SYSTEMS = [
     System("program", "image", {"transform": "smm", "mapper": "linear"}, (8,), (2,), PIXEL),
     System("program", "image", {"transform": "autovp", "mapper": "linear"}, (16,), (None,), PIXEL),
 ]
+#: the control of every image program: a logistic probe of the same network's features of the program's neutral
+#: canvas (pad, AutoVP: the inner image inside the 16 px frame; full, low-rank, band, SMM: the whole canvas)
+IMAGE_PROBES = [
+    System("image_probe", "image", {"transform": "pad"}, (16,), (None,), PIXEL),
+    System("image_probe", "image", {"transform": "full"}, (None,), (None,), PIXEL),
+]
+IMAGE_SYSTEMS += IMAGE_PROBES
 VIDEO_SYSTEMS = [
     System("program", "video", {"transform": frames, "mapper": mapper}, (16,), (None,), PIXEL)
     for frames in ("video", "video_repeat")
     for mapper in ("flm", "linear")
+] + [  # the probe of each video program's canvas (time chunks, repeated image)
+    System("image_probe", "video", {"transform": frames}, (16,), (None,), PIXEL) for frames in ("video", "video_repeat")
 ]
 SPEECH_PROGRAM_SYSTEMS = [
     System("program", "speech", {"transform": "wave_embed", "mapper": "feature_linear"}, (1.0,), (0.25,)),
@@ -45,6 +54,8 @@ PEFT_SYSTEMS = [
     System("attentive_probe", "speech"),
 ]
 BASELINE_SYSTEMS = [System("mfcc", NO_ROLE), System("mfcc", NO_ROLE, {"classifier": "random_forest"})]
+#: the in-domain self-supervised reference (SimCLR on the training clips, then a logistic probe)
+SSL_SYSTEMS = [System("simclr", NO_ROLE)]
 
 #: budget-ablation axes: the knob swept, the system it belongs to, its values (and under --tiny)
 ABLATIONS: dict[str, System] = {

@@ -15,6 +15,8 @@ backbone                                method                                 b
                                         LoRA + linear head                     rank 4
                                         prompt tuning + linear head            8 prompts
                                         linear probe (C chosen on validation)  -
+``offline:efficientnet_lite0`` (image)  image probe: logistic regression on    (canvas of the pad program, 16 px)
+                                        the features of the pad canvas
 (none)                                  MFCC statistics + logistic regression  -
 ======================================  =====================================  ====================================
 
@@ -56,6 +58,7 @@ SYSTEMS = [
     System("program", "image", {"transform": "pad", "mapper": "linear"}, (16,), (None,), _IMAGE),
     System("program", "image", {"transform": "full", "mapper": "linear"}, (1.0,), (None,), _IMAGE),
     System("linear_probe", "speech"),
+    System("image_probe", "image", {"transform": "pad"}, (16,), (None,), _PIXEL),
     System("mfcc", "none"),
 ]
 #: settings of every demo run (the time budget); ``--set`` overrides them

@@ -18,6 +18,8 @@ name                what                                                        
 ``weighted_probe``  SUPERB weighted sum of all hidden states + linear head                     (none)
 ``attentive_probe`` attentive pooling of the last hidden state + linear head                   (none)
 ``mfcc``            MFCC (+ deltas) statistics + logistic regression / random forest          (none)
+``image_probe``     logistic regression on an image/video net's features of a program's canvas   the program's
+``simclr``          SimCLR-pretrained spectrogram CNN (train clips only) + logistic regression  (none)
 ==================  =========================================================================  ==================
 
 ``method.options`` go to the method: ``transform`` / ``mapper`` / ``mapper_options`` / ``head`` /
@@ -50,10 +52,12 @@ from reprogram.methods.base import (
     component_counts,
 )
 from reprogram.methods.features import FITTED, FeatureMethod
+from reprogram.methods.image_probe import build_image_probe
 from reprogram.methods.linear_probe import PerLayerProbeFeatures, ProbeFeatures, build_linear_probe
 from reprogram.methods.mfcc import MfccFeatures, build_mfcc
 from reprogram.methods.probes import probe_builder
 from reprogram.methods.program import build_program
+from reprogram.methods.simclr import build_simclr
 from reprogram.methods.trained import TRAINED
 
 __all__ = [
@@ -84,3 +88,5 @@ METHODS.register("per_layer_probe", build_linear_probe)
 METHODS.register("weighted_probe", probe_builder("weighted_sum"))
 METHODS.register("attentive_probe", probe_builder("attentive"))
 METHODS.register("mfcc", build_mfcc)
+METHODS.register("image_probe", build_image_probe)
+METHODS.register("simclr", build_simclr)

@@ -39,7 +39,7 @@ DEFAULT_SAMPLE_RATE = 16_000
 #: default program per backbone modality
 DEFAULT_TRANSFORM = {"image": "pad", "video": "video", "speech": "wave_embed", "audio": "wave_embed"}
 #: methods that use no backbone -> the backbone name sweeps give them (so their run ids ignore the backbone grid)
-NO_BACKBONE = {"mfcc": "none"}
+NO_BACKBONE = {"mfcc": "none", "simclr": "none"}
 
 
 @dataclass
