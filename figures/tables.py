@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from figures.plots import SYSTEM, by_task, labelled, several_settings
+from figures.report import digits_for, protocol_lines
 from reprogram.experiment.results import atomic_write_text, split_predictions, tidy_rows
 from reprogram.experiment.stats import MIN_UNITS, compare_to_reference, summarize
 
@@ -33,17 +34,6 @@ COLUMNS = (
 )
 #: columns shown only when the runs were also scored on an external test set (``data.test_path``)
 EXTERNAL = ("external", "Δ ext vs ref", "p ext")
-
-
-def digits_for(lo: float | None, hi: float | None) -> int:
-    """Decimals an interval supports: down to the first significant digit of its half-width (at least 1, at
-    most 3); 2 without an interval. ``[0.80, 0.90]`` -> 2 (0.85), ``[0.5, 0.9]`` -> 1, ``[0.851, 0.859]`` -> 3."""
-    import math
-
-    if lo is None or hi is None:
-        return 2
-    half = (hi - lo) / 2
-    return 3 if half <= 0 else min(3, max(1, -math.floor(math.log10(half))))
 
 
 def _score(mean: float | None, lo: float | None, hi: float | None) -> str:
@@ -290,6 +280,7 @@ def results_table(
     tables = table_rows(results, metric, split, reference)
     out = Path(out)
     paths = [out / "results.md", out / "results.tex"]
-    atomic_write_text(paths[0], to_markdown(tables, metric, split))
+    text = to_markdown(tables, metric, split) + "\n" + "\n".join(protocol_lines(results, tables, metric))
+    atomic_write_text(paths[0], text)
     atomic_write_text(paths[1], to_latex(tables, metric, split))
     return paths

@@ -9,7 +9,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from figures.cli import make_figures
-from figures.tables import digits_for, table_rows, to_markdown
+from figures.report import digits_for
+from figures.tables import table_rows, to_markdown
 from reprogram.cli import main as cli_main
 from reprogram.experiment.config import load_config, run_id, to_dict
 from reprogram.experiment.results import SCHEMA_VERSION, environment, read_results, run_dir, write_result

@@ -81,3 +81,22 @@ def test_rank_agreement_between_internal_and_external():
     assert a["n"] == 4 and a["spearman"] == pytest.approx(-1.0) and a["kendall"] == pytest.approx(-1.0)
     assert a["same_best"] is False
     assert rank_agreement(internal, dict(internal))["same_best"] is True
+
+
+def test_recorder_section_and_supported_sentence():
+    from figures.report import recorder_section, supported_sentence
+
+    target, groups = [0, 1, 0, 1], ["R1", "R1", "R2", "R2"]
+    rows = [_result("a", "lora", 0, target, [0, 1, 0, 1], groups),
+            _result("b", "mfcc", 0, target, [0, 1, 0, 0], groups)]
+    text = "\n".join(recorder_section(rows, "test"))
+    assert "| R1 | R2 |" in text and "| lora | 1.00 | 1.00 | 1.00 [n/a] | 1.00 |" in text
+    assert "| mfcc | 1.00 | 0.50 | 0.75 [n/a] | 0.50 |" in text and "best on 2 of 2 recorders" in text
+    assert recorder_section(rows, "external") == []  # no external predictions stored
+    base = {"variant": "", "setting": "s"}
+    table = [{**base, "method": "mfcc", "reference": True, "delta": None},
+             {**base, "method": "lora", "reference": False, "delta": 0.2, "delta_lo": 0.1, "delta_hi": 0.3},
+             {**base, "method": "prompt", "reference": False, "delta": 0.05, "delta_lo": -0.02, "delta_hi": 0.1},
+             {**base, "method": "ia3", "reference": False, "delta": 0.01, "delta_lo": None, "delta_hi": None}]
+    sentence = supported_sentence(table)
+    assert "for: lora (+0.20); they do not for: prompt (+0.05); no interval for: ia3 (+0.01)." in sentence
