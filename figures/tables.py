@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.plots import SYSTEM, by_task, labelled, several_settings
+from figures.plots import SYSTEM, by_task, labelled, replicates, several_settings
 from figures.report import digits_for, protocol_lines
 from reprogram.experiment.results import atomic_write_text, split_predictions, tidy_rows
 from reprogram.experiment.stats import MIN_UNITS, compare_to_reference, summarize
@@ -162,8 +162,7 @@ def _external(group: list[dict], rows: list[dict], metric: str, ref: dict | None
     if not any(r["split"] == "external" and r["metric"] == metric for r in rows):
         return {}
     predictions = split_predictions(group, "external")
-    # every fold's models score the same external clips: one unit, each (fold, seed) a replicate on it
-    rows = [{**r, "seed": (r["fold"], r["seed"])} if r["split"] == "external" else r for r in rows]
+    rows = replicates(rows)  # every fold's models score the same external clips: one unit
     out = {tuple(s[k] for k in SYSTEM): {"ext_mean": s["mean"], "ext_lo": s["lo"], "ext_hi": s["hi"]}
            for s in summarize(rows, metric, "external", by=SYSTEM, seed=seed, predictions=predictions)}
     if ref is not None and any(all(dict(zip(SYSTEM, key, strict=True)).get(k) == v for k, v in ref.items())

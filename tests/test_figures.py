@@ -178,6 +178,9 @@ def test_external_test_set_is_its_own_column(tmp_path):
     assert "| external |" in md and "| Δ ext vs ref |" in md and "| 0.59 [n/a] | +0.05 |" in md
     plain = to_markdown(table_rows([r for r in read_results(out)]), "balanced_accuracy", "test")
     assert plain == md
+    assert cli_main(["figures", str(out), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "accuracy_vs_params_call_type_external.png").stat().st_size > 0
+    assert "| external |" in (tmp_path / "figs" / "results.md").read_text()
     no_ext = tmp_path / "plain"
     _result(no_ext, "lora", 8, "offline:whisper_tiny_en", "speech", 0, 0, 0.8)
     assert "external" not in to_markdown(table_rows(read_results(no_ext)), "balanced_accuracy", "test").split("\n")[2]
