@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from figures.plots import (
+    has_external,
     plot_accuracy_vs_params,
     plot_budget_ablation,
     plot_confusion_matrices,
@@ -69,6 +70,8 @@ def make_figures(results_dir: str | Path, out: str | Path | None = None, metric:
         results = select_runs(results, read_runs_file(runs_file), str(runs_file))
     out = Path(out) if out is not None else Path(results_dir) / "figures"
     paths = plot_accuracy_vs_params(results, out, metric, split)
+    if split == "test" and has_external(results):  # the external test set: its own panel
+        paths += plot_accuracy_vs_params(results, out, metric, "external")
     paths += plot_budget_ablation(results, out, metric, split)
     paths += plot_confusion_matrices(results, out, split)
     paths += plot_label_mappings(results, out)

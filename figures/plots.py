@@ -57,10 +57,22 @@ def labelled(s: dict, with_setting: bool) -> str:
     return f"{name} @{s['setting']}" if with_setting and s.get("setting") else name
 
 
+def replicates(rows: list[dict]) -> list[dict]:
+    """Tidy rows with every ``external`` row's seed made ``(fold, seed)``: each fold's models score the same
+    external clips, so the external set is one unit and every (fold, seed) a replicate on it."""
+    return [{**r, "seed": (r["fold"], r["seed"])} if r["split"] == "external" else r for r in rows]
+
+
+def has_external(results: list[dict]) -> bool:
+    """Whether any run was also scored on an external test set."""
+    return any("external" in r.get("metrics", {}) for r in results)
+
+
 def summary_of(group: list[dict], metric: str, split: str, seed: int = 0) -> list[dict]:
     """:func:`reprogram.experiment.stats.summarize` of a task's results per system, with their stored per-clip
     predictions."""
-    return summarize(tidy_rows(group), metric, split, by=SYSTEM, seed=seed, predictions=split_predictions(group, split))
+    return summarize(replicates(tidy_rows(group)), metric, split, by=SYSTEM, seed=seed,
+                     predictions=split_predictions(group, split))
 
 
 def _colours(names: list) -> dict:
@@ -116,7 +128,7 @@ def plot_accuracy_vs_params(
                 for m in sorted({s["modality"] for s in summary})
             ]
             ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-            paths += save(fig, out, slug("accuracy_vs_params", task))
+            paths += save(fig, out, slug("accuracy_vs_params", task, None if split == "test" else split))
     return paths
 
 

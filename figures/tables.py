@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from figures.plots import SYSTEM, by_task, labelled, several_settings
+from figures.plots import SYSTEM, by_task, labelled, replicates, several_settings
+from figures.report import digits_for, protocol_lines
 from reprogram.experiment.results import atomic_write_text, split_predictions, tidy_rows
 from reprogram.experiment.stats import MIN_UNITS, compare_to_reference, summarize
 
@@ -27,11 +28,32 @@ COLUMNS = (
     "Δ vs ref",
     "p (bootstrap)",
     "p (Wilcoxon)",
+    "external",
+    "Δ ext vs ref",
+    "p ext",
 )
+#: columns shown only when the runs were also scored on an external test set (``data.test_path``)
+EXTERNAL = ("external", "Δ ext vs ref", "p ext")
+
+
+def _score(mean: float | None, lo: float | None, hi: float | None) -> str:
+    """``mean [lo, hi]`` rounded to what the interval supports (:func:`digits_for`)."""
+    if mean is None:
+        return "–"
+    d = digits_for(lo, hi)
+    return f"{mean:.{d}f}" + (" [n/a]" if lo is None else f" [{lo:.{d}f}, {hi:.{d}f}]")
 
 
 def _fmt(x, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _delta(d: float | None, lo: float | None, hi: float | None) -> str:
+    """A paired difference with its interval, signed, rounded to what the interval supports."""
+    if d is None:
+        return "–"
+    k = digits_for(lo, hi)
+    return f"{d:+.{k}f}" + ("" if lo is None else f" [{lo:+.{k}f}, {hi:+.{k}f}]")
 
 
 def _p(x: float | None) -> str:
@@ -106,6 +128,7 @@ def table_rows(
         if ref is not None:
             for c in compare_to_reference(rows, ref, metric, split, by=SYSTEM, seed=seed, predictions=predictions):
                 comparisons[tuple(c[k] for k in SYSTEM)] = c
+        external = _external(group, rows, metric, ref, seed)
         show = several_settings(summary)
         table = []
         for s in sorted(summary, key=lambda s: (s["trainable_params"], str(s["method"]))):
@@ -118,6 +141,10 @@ def table_rows(
                     "macro_f1": f1.get(key, {}).get("mean"),
                     "reference": is_ref,
                     "delta": c.get("mean_diff"),
+                    "delta_lo": c.get("lo"),
+                    "delta_hi": c.get("hi"),
+                    **external.get(key, {}),
+                    "has_external": bool(external),
                     "p_bootstrap": c.get("p_bootstrap"),
                     "p_wilcoxon": c.get("p_wilcoxon"),
                     "show_setting": show,
@@ -129,18 +156,34 @@ def table_rows(
     return out
 
 
-PAIRED = ("Δ vs ref", "p (bootstrap)", "p (Wilcoxon)")
+def _external(group: list[dict], rows: list[dict], metric: str, ref: dict | None, seed: int) -> dict[tuple, dict]:
+    """System key -> its external-test-set statistics (``ext_mean``/``ext_lo``/``ext_hi``, and against the
+    reference ``ext_delta``/``ext_delta_lo``/``ext_delta_hi``/``ext_p``); empty without an external set."""
+    if not any(r["split"] == "external" and r["metric"] == metric for r in rows):
+        return {}
+    predictions = split_predictions(group, "external")
+    rows = replicates(rows)  # every fold's models score the same external clips: one unit
+    out = {tuple(s[k] for k in SYSTEM): {"ext_mean": s["mean"], "ext_lo": s["lo"], "ext_hi": s["hi"]}
+           for s in summarize(rows, metric, "external", by=SYSTEM, seed=seed, predictions=predictions)}
+    if ref is not None and any(all(dict(zip(SYSTEM, key, strict=True)).get(k) == v for k, v in ref.items())
+                               for key in out):
+        for c in compare_to_reference(rows, ref, metric, "external", by=SYSTEM, seed=seed, predictions=predictions):
+            out[tuple(c[k] for k in SYSTEM)].update(ext_delta=c["mean_diff"], ext_delta_lo=c["lo"],
+                                                    ext_delta_hi=c["hi"], ext_p=c["p_bootstrap"])
+    return out
+
+
+PAIRED = ("Δ vs ref", "p (bootstrap)", "p (Wilcoxon)", "Δ ext vs ref", "p ext")
 
 
 def _columns(rows: list[dict]) -> list[str]:
     """The task's columns: ``setting`` only when a system ran under several; the paired ones only with a reference."""
-    first = rows[0] if rows else {"show_setting": False, "has_reference": False}
+    first = rows[0] if rows else {"show_setting": False, "has_reference": False, "has_external": False}
     return [c for c in COLUMNS if (c != "setting" or first["show_setting"]) and (c not in PAIRED or
-                                                                               first["has_reference"])]
+            first["has_reference"]) and (c not in EXTERNAL or first.get("has_external"))]
 
 
 def _cells(r: dict, columns: list[str]) -> list[str]:
-    ci = " [n/a]" if r["lo"] is None else f" [{r['lo']:.3f}, {r['hi']:.3f}]"
     cells = {
         "method": labelled(r, False) + (" (ref)" if r["reference"] else ""),
         "setting": str(r["setting"]),
@@ -148,12 +191,15 @@ def _cells(r: dict, columns: list[str]) -> list[str]:
         "modality": str(r["modality"]),
         "budget": "–" if r["budget"] is None else str(r["budget"]),
         "trainable": _params(r["trainable_params"]),
-        "score": f"{r['mean']:.3f}{ci}",
-        "macro-F1": _fmt(r["macro_f1"]),
+        "score": _score(r["mean"], r["lo"], r["hi"]),
+        "macro-F1": _fmt(r["macro_f1"], digits_for(r["lo"], r["hi"])),
         "units": str(r["n_units"]),
-        "Δ vs ref": "–" if r["delta"] is None else f"{r['delta']:+.3f}",
+        "Δ vs ref": _delta(r.get("delta"), r.get("delta_lo"), r.get("delta_hi")),
         "p (bootstrap)": _p(r["p_bootstrap"]),
         "p (Wilcoxon)": _p(r["p_wilcoxon"]),
+        "external": _score(r.get("ext_mean"), r.get("ext_lo"), r.get("ext_hi")),
+        "Δ ext vs ref": _delta(r.get("ext_delta"), r.get("ext_delta_lo"), r.get("ext_delta_hi")),
+        "p ext": _p(r.get("ext_p")),
     }
     return [cells[c] for c in columns]
 
@@ -163,7 +209,9 @@ PROTOCOL = (
     f"with percentile-bootstrap 95% intervals over units when there are at least {MIN_UNITS}; with fewer, a "
     "clip-level bootstrap stratified by fold from the stored per-clip predictions (test-sample variation "
     "given the trained models), else n/a. Δ and p-values: paired against the reference on shared units "
-    "(Wilcoxon over units only)."
+    "(Wilcoxon over units only). An external test set (`data.test_path`) is its own column with its own "
+    "intervals and paired tests (every seed and fold is scored on all of its clips). Values are rounded to the "
+    "first significant digit of their interval's half-width (2 decimals without an interval)."
 )
 
 
@@ -231,6 +279,7 @@ def results_table(
     tables = table_rows(results, metric, split, reference)
     out = Path(out)
     paths = [out / "results.md", out / "results.tex"]
-    atomic_write_text(paths[0], to_markdown(tables, metric, split))
+    text = to_markdown(tables, metric, split) + "\n" + "\n".join(protocol_lines(results, tables, metric))
+    atomic_write_text(paths[0], text)
     atomic_write_text(paths[1], to_latex(tables, metric, split))
     return paths

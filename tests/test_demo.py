@@ -32,9 +32,14 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
 
     summary = (out / "summary.md").read_text()
     assert "wall time of this invocation" in summary
-    rows = [line for line in summary.splitlines() if line.startswith("| ") and "method" not in line]
+    table, protocol = summary.split("## What the data support")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "method" not in line]
     assert len(rows) == len(demo.SYSTEMS)  # one row per system: mean [CI], trainable parameters, paired Δ
     assert any("(ref)" in row and "mfcc" in row for row in rows)
+    # the protocol section: which differences the data support, per-recorder table and rank stability
+    assert "the data support a difference from mfcc" in protocol and "### Per recorder: test part" in protocol
+    recorder_rows = [line for line in protocol.splitlines() if line.startswith("| ") and "system" not in line]
+    assert len(recorder_rows) == len(demo.SYSTEMS) and "Rank stability over 1 recorders" in protocol
 
     figures = out / "figures"
     written = sorted(p.name for p in figures.iterdir())

@@ -9,7 +9,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from figures.cli import make_figures
-from figures.tables import table_rows
+from figures.report import digits_for
+from figures.tables import table_rows, to_markdown
 from reprogram.cli import main as cli_main
 from reprogram.experiment.config import load_config, run_id, to_dict
 from reprogram.experiment.results import SCHEMA_VERSION, environment, read_results, run_dir, write_result
@@ -18,7 +19,7 @@ CLASSES = ["duet", "female", "male", "noise"]
 
 
 def _result(out, method, budget, backbone, modality, seed, fold, acc, options=None, mapping=None, extra=(),
-            predictions=None):
+            predictions=None, external=None):
     overrides = [f"method.name={method}", f"backbone.name={backbone}", f"seed={seed}", "split.kind=kfold",
                  f"split.fold={fold}", *extra] + ([f"method.budget={budget}"] if budget is not None else [])
     config = load_config(None, overrides + [f"method.options.{k}={v}" for k, v in (options or {}).items()])
@@ -32,7 +33,9 @@ def _result(out, method, budget, backbone, modality, seed, fold, acc, options=No
         "schema": SCHEMA_VERSION, "run_id": run_id(config), "config": to_dict(config), "method": method,
         "budget": budget, "backbone": backbone, "modality": modality, "task": "call_type", "seed": seed,
         "fold": fold, "classes": CLASSES, "params": {"trainable": 1000 * (budget or 1), "total": 10**6},
-        "metrics": {"val": metrics, "test": metrics}, "label_mapping": mapping, "wall_time_s": 1.0,
+        "metrics": {"val": metrics, "test": metrics,
+                    **({"external": {**metrics, "balanced_accuracy": external}} if external is not None else {})},
+        "label_mapping": mapping, "wall_time_s": 1.0,
         "predictions": predictions,
         "peak_memory_mb": {"rss": 100.0, "cuda": None}, "environment": environment(),
     }
@@ -120,13 +123,13 @@ def test_settings_reference_and_runs_file(tmp_path, capsys):
     assert "| setting |" in md and "Δ vs ref" not in md and "No reference system" in md
     assert cli_main(["figures", str(out), "--out", str(tmp_path / "f2"), "--reference", "method=prompt"]) == 0
     md = (tmp_path / "f2" / "results.md").read_text()
-    assert "Δ vs ref" in md and "prompt (ref)" in md and "-0.020" in md  # lora at lr 0.1 vs prompt, 5 folds
+    assert "Δ vs ref" in md and "prompt (ref)" in md and "-0.020 [-0.020, -0.020]" in md  # lora lr 0.1 - prompt
     runs = tmp_path / "sweep.txt"
     runs.write_text("\n".join(r["run_id"] for r in sweep_a) + "\nnot-finished\n")
     with pytest.warns(UserWarning, match="1 run"):
         assert cli_main(["figures", str(out), "--out", str(tmp_path / "f3"), "--runs-file", str(runs)]) == 0
     md = (tmp_path / "f3" / "results.md").read_text()
-    assert "| setting |" not in md and "prompt" not in md and "0.720" in md
+    assert "| setting |" not in md and "prompt" not in md and "0.72 [" in md
     (tmp_path / "none.txt").write_text("zzz\n")
     with pytest.raises(FileNotFoundError, match="none of the 1 run ids"):
         make_figures(out, tmp_path / "f4", runs_file=tmp_path / "none.txt")
@@ -148,3 +151,36 @@ def test_single_split_interval_from_stored_predictions(tmp_path):
         assert r["n_units"] == 1 and r["ci"] == "clips" and r["lo"] < r["mean"] < r["hi"]
     lora = next(r for r in rows if r["method"] == "lora")
     assert lora["delta"] > 0.1 and lora["p_bootstrap"] < 0.01 and lora["p_wilcoxon"] is None
+
+
+def test_digits_follow_the_interval():
+    assert digits_for(0.80, 0.90) == 2 and digits_for(0.5, 0.9) == 1 and digits_for(0.851, 0.859) == 3
+    assert digits_for(None, None) == 2 and digits_for(0.7, 0.7) == 3
+
+
+def test_external_test_set_is_its_own_column(tmp_path):
+    """Runs scored on an external set: the table has an external column and its own paired difference against the
+    reference (known here: lora - mfcc = 0.05 for every fold's models). The external clips are one unit scored by
+    every fold's models, so without stored predictions there is no interval (n/a)."""
+    out = tmp_path / "res"
+    for seed in (0, 1):
+        for fold in range(5):
+            _result(out, "mfcc", None, "none", "features", seed, fold, 0.6 + 0.01 * fold, external=0.5 + 0.02 * fold)
+            _result(out, "lora", 8, "offline:whisper_tiny_en", "speech", seed, fold, 0.8 + 0.01 * fold,
+                    external=0.55 + 0.02 * fold)
+    rows = table_rows(read_results(out))["call_type"]
+    lora = next(r for r in rows if r["method"] == "lora")
+    assert lora["mean"] == pytest.approx(0.82) and lora["ext_mean"] == pytest.approx(0.59)
+    assert lora["ext_lo"] is None and lora["has_external"]
+    assert lora["ext_delta"] == pytest.approx(0.05) and lora["ext_delta_lo"] is None
+    assert lora["delta"] == pytest.approx(0.2)
+    md = to_markdown(table_rows(read_results(out)), "balanced_accuracy", "test")
+    assert "| external |" in md and "| Δ ext vs ref |" in md and "| 0.59 [n/a] | +0.05 |" in md
+    plain = to_markdown(table_rows([r for r in read_results(out)]), "balanced_accuracy", "test")
+    assert plain == md
+    assert cli_main(["figures", str(out), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "accuracy_vs_params_call_type_external.png").stat().st_size > 0
+    assert "| external |" in (tmp_path / "figs" / "results.md").read_text()
+    no_ext = tmp_path / "plain"
+    _result(no_ext, "lora", 8, "offline:whisper_tiny_en", "speech", 0, 0, 0.8)
+    assert "external" not in to_markdown(table_rows(read_results(no_ext)), "balanced_accuracy", "test").split("\n")[2]

@@ -131,6 +131,9 @@ def test_mfcc_features_cached_and_keyed_by_options(tmp_path):
     for split in ("train", "val", "test"):
         stored = first["predictions"][split]
         assert len(stored["ids"]) == len(stored["target"]) == len(set(stored["ids"]))  # clip ids pair systems by clip
+        # each clip's recorder, for per-recorder scores; the split's recorders are exactly the part's
+        assert len(stored["groups"]["recorder"]) == len(stored["target"])
+        assert set(stored["groups"]["recorder"]) == set(first["split"]["groups"][split].split(","))
     plain = run_experiment(load_config(None, MFCC), tmp_path / "c", use_cache=False)
     assert plain["metrics"] == first["metrics"]
 

@@ -311,11 +311,11 @@ def _run_here(spec: dict, out: Path, log, cache: tuple) -> dict:
     }
 
 
-
 def summary_markdown(title: str, results: list[dict], summary: dict, out: Path, data: str) -> str:
     """A suite's summary: setting, wall time and the results table (mean with a bootstrap 95% CI: seeds are
     averaged within each fold, then folds are resampled when there are at least 5, test clips otherwise; trainable
     parameters; paired comparisons against the reference)."""
+    from figures.report import protocol_lines
     from figures.tables import table_rows, to_markdown
 
     first = min(results, key=lambda r: (r["seed"], r["fold"]))
@@ -334,7 +334,8 @@ def summary_markdown(title: str, results: list[dict], summary: dict, out: Path, 
         f"{sum(r['wall_time_s'] for r in results):.0f} s",
         f"- results: `{out / 'runs'}`; figures: `{out / 'figures'}`",
         "",
-        to_markdown(table_rows(results), "balanced_accuracy", "test"),
+        to_markdown(tables := table_rows(results), "balanced_accuracy", "test"),
+        *protocol_lines(results, tables),
     ]
     if summary["failed"]:
         lines += ["## Failed runs", ""] + [f"- `{k}`: {v.strip()}" for k, v in summary["failed"].items()]

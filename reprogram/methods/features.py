@@ -52,6 +52,11 @@ def clip_ids(table) -> list[str]:
     return [f"{r.path}#{r.start_s}-{r.end_s}" for r in table]
 
 
+def clip_groups(table) -> dict[str, list[str]]:
+    """Group column -> one value per clip (the recorder of every scored clip, for per-recorder scores)."""
+    return {column: table.group_values(column) for column in table.group_columns}
+
+
 def fit_features(
     built, full, rows: dict[str, list[int]], external: dict, classes: list[str], positive: int | None,
     cache_dir: Path | None,
@@ -73,6 +78,9 @@ def fit_features(
     all_ids = clip_ids(full.table)
     ids = {name: [all_ids[i] for i in idx] for name, idx in rows.items()}
     ids.update({name: clip_ids(ds.table) for name, ds in external.items()})
+    all_groups = clip_groups(full.table)
+    groups = {name: {c: [v[i] for i in idx] for c, v in all_groups.items()} for name, idx in rows.items()}
+    groups.update({name: clip_groups(ds.table) for name, ds in external.items()})
     method.fit(*data["train"], *data["val"])
     metrics, predictions = {}, {}
     for name, (x, y) in data.items():
@@ -80,7 +88,8 @@ def fit_features(
         proba[:, method.classes_] = method.predict_proba(x)
         scores = np.log(proba + 1e-12)
         metrics[name] = classification_metrics(y, scores, classes, positive)
-        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist(), "ids": ids[name]}
+        predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist(), "ids": ids[name],
+                            "groups": groups[name]}
     n = method.num_parameters()
     return {
         "params": {

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from reprogram.experiment.metrics import classification_metrics
 from reprogram.experiment.train import count_parameters, predict, train
-from reprogram.methods.features import clip_ids
+from reprogram.methods.features import clip_groups, clip_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     from reprogram.methods.base import Built, RunContext
@@ -72,7 +72,7 @@ class TorchTraining:
             y, scores = predict(model, loader, t.device)
             metrics[name] = classification_metrics(y, scores, context.classes, context.positive)
             predictions[name] = {"target": y.tolist(), "scores": np.round(scores, 6).tolist(),
-                                 "ids": clip_ids(ds.table)}
+                                 "ids": clip_ids(ds.table), "groups": clip_groups(ds.table)}
         trainable, total = count_parameters(built.model)
         components = built.model.budget() if hasattr(built.model, "budget") else built.components  # trained norms
         return {
