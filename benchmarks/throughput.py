@@ -26,7 +26,10 @@ backward, optimizer (zero_grad, clipping, AdamW, schedule). Both paths use the t
 and bare steps alternate, so load drift on a shared machine hits both alike. With ``--num-workers`` > 0 (the
 runner's default is 0) the workers also prefetch during the bare steps, so the data wait is then a lower bound.
 
-Usage: python benchmarks/throughput.py [--methods pad_linear,lora_qv_r8] [--batch 32] [--repeats 10]
+With --epoch (default) it also times one epoch of the real loop (train(), checkpoint written) and prints its
+clips/s against the isolated step and the bare path. --device cuda synchronizes at every section boundary.
+
+Usage: python benchmarks/throughput.py [--methods pad_linear,lora_qv_r8] [--batch 32] [--repeats 10] [--device cpu]
        [--synthetic] [--tiny] [--json out.json]
 """
 
@@ -54,6 +57,7 @@ from training_setup import (  # noqa: E402
     experiment_config,
     limit_cores,
     parse_methods,
+    sync,
     train_rows,
     training_inputs,
 )
@@ -152,14 +156,16 @@ class MethodStepper:
         batch = next(self.batches)
         t1 = time.perf_counter()
         wave, target = unpack(batch)
-        wave, target = wave.to(tc.device), target.to(tc.device)
+        wave, target = wave.to(tc.device, non_blocking=True), target.to(tc.device, non_blocking=True)
         self.timer.take()
         logits = model(wave)  # (B, K)
         loss = self.loss_fn(logits.float(), target)
+        sync(tc.device)
         t2 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         t3 = time.perf_counter()
         loss.backward()
+        sync(tc.device)
         t4 = time.perf_counter()
         if tc.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.trainable, tc.grad_clip)
@@ -179,7 +185,9 @@ class MethodStepper:
         self.timer.remove()
 
 
-def bare_stepper(model: nn.Module, example: torch.Tensor) -> tuple[Callable[[], float], str, tuple[int, ...]]:
+def bare_stepper(
+    model: nn.Module, example: torch.Tensor, device: str = "cpu"
+) -> tuple[Callable[[], float], str, tuple[int, ...]]:
     """Backbone forward + backward on ready-made inputs (the transform's output on a real batch, detached).
 
     Returns:
@@ -188,6 +196,7 @@ def bare_stepper(model: nn.Module, example: torch.Tensor) -> tuple[Callable[[], 
     backbone = model.backbone
     with torch.no_grad():
         program = parts_of(model)["transform"]
+        example = example.to(device)
         x = (program(example) if program is not None else example).detach().clone()  # backbone input (B, ...)
     adapted = [p for p in backbone.parameters() if p.requires_grad]
     if not adapted:
@@ -203,6 +212,7 @@ def bare_stepper(model: nn.Module, example: torch.Tensor) -> tuple[Callable[[], 
         x.grad = None
         for p in adapted:
             p.grad = None
+        sync(device)
         return time.perf_counter() - t0
 
     return step, target, tuple(x.shape)
@@ -219,9 +229,11 @@ def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_di
     built = build(config, table.classes)
     n = max(len(rows), args.batch) if args.clips is None else args.clips
     run = training_inputs(config, built, table, cycled(rows, n), cache_dir, prefix=args.prefix_cache)
+    run.model.to(config.training.device)
+    built.model.to(config.training.device)
     method = MethodStepper(config, run.model, run.train)
     example = torch.stack([run.center[i % len(run.center)][0] for i in range(args.batch)])  # (B, N)
-    bare_step, grad_to, shape = bare_stepper(built.model, example)
+    bare_step, grad_to, shape = bare_stepper(built.model, example, config.training.device)
     try:
         method(), bare_step()  # warm-up
         steps, bare = [], []
@@ -232,7 +244,10 @@ def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_di
         method.close()
     clips, seconds = sum(s["clips"] for s in steps), sum(s["step"] for s in steps)
     method_rate, bare_rate = clips / seconds, args.batch * len(bare) / sum(bare)
-    return {
+    epoch = epoch_of_loop(config, run, args.batch, table.classes) if args.epoch else None
+    return {"device": config.training.device, "epoch": epoch,
+            "epoch_to_step": None if epoch is None else epoch["clips_per_s"] / method_rate,
+            "epoch_to_bare": None if epoch is None else epoch["clips_per_s"] / bare_rate,
         "method": name, "backbone": config.backbone.name, "batch": args.batch, "timed_steps": len(steps),
         "train_clips": n, "workers": method.workers, "threads": torch.get_num_threads(), "setup_s": run.setup_s,
         "prefix_cache": run.prefix,
@@ -241,6 +256,21 @@ def measure(name: str, args: argparse.Namespace, data_path: str | None, cache_di
         "method_step_s": [s["step"] for s in steps], "bare_step_s": bare,
         "sections_s": {k: sum(s[k] for s in steps) / len(steps) for k in (*SECTIONS, "step")},
     }
+
+
+def epoch_of_loop(config: ExperimentConfig, run, batch: int, classes: list[str]) -> dict:
+    """One epoch of the real loop (:func:`reprogram.experiment.train.train`, checkpoint written) over the training
+    clips; validation on one batch of them. Its clips/s counts the step loop only (``TrainResult.timing``)."""
+    from torch.utils.data import Subset
+
+    from reprogram.experiment.train import train
+
+    with tempfile.TemporaryDirectory(prefix="throughput-epoch-") as ckpt:
+        result = train(run.model, run.train, Subset(run.train, range(batch)), list(classes),
+                       config.training, seed=config.seed, checkpoint_dir=ckpt, progress=False)
+    t = result.timing
+    return {"clips": len(run.train), "steps": t["steps"], "train_s": t["train_s"], "eval_s": t["eval_s"],
+            "checkpoint_s": t["checkpoint_s"], "clips_per_s": len(run.train) / t["train_s"]}
 
 
 def print_row(row: dict) -> None:
@@ -252,7 +282,12 @@ def print_row(row: dict) -> None:
     print(f"{'':14} step {1e3 * sec['step']:.1f} ms = {shares}")
     print(f"{'':14} {describe_prefix(row['prefix_cache'])}; untimed one-off setup {row['setup_s']:.2f} s; "
           f"{row['train_clips']} training clips, "
-          f"{row['workers']} workers, {row['threads']} threads")
+          f"{row['workers']} workers, {row['threads']} threads, device {row['device']}")
+    if row["epoch"] is not None:
+        e = row["epoch"]
+        print(f"{'':14} real loop epoch: {e['clips']} clips in {e['steps']} steps, {e['clips_per_s']:.2f} clips/s "
+              f"(x{row['epoch_to_step']:.3f} of the isolated step, x{row['epoch_to_bare']:.3f} of bare); "
+              f"validation {e['eval_s']:.2f} s, checkpoint {e['checkpoint_s']:.3f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -260,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     add_common_arguments(parser, list(METHODS), "timed steps of each path (default 10; --tiny: 1)")
     parser.add_argument("--clips", type=int, default=None,
                         help="training clips in the loader (default: the split's train part; --tiny: 8)")
+    parser.add_argument("--epoch", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time one epoch of the real training loop over the training clips")
     args = parser.parse_args(argv)
     args.batch = args.batch or (4 if args.tiny else 32)
     args.repeats = args.repeats or (1 if args.tiny else 10)

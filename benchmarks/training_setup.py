@@ -52,8 +52,17 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]
     parser.add_argument("--prefix-cache", action=argparse.BooleanOptionalAction, default=True,
                         help="as the runner: methods that train above a frozen prefix (prompts, LoRA) train on its "
                              "cached activations; --no-prefix-cache runs the frozen part every step")
+    parser.add_argument("--device", default="cpu", help="where the model trains (training.device): cpu, cuda, cuda:1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+
+
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; CPU needs nothing), so wall clocks are exact."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 def limit_cores(n: int | None) -> None:
@@ -97,7 +106,8 @@ def experiment_config(name: str, args: argparse.Namespace, data_path: str | None
         "task": task,
         "method": {"name": method, "budget": default_budget if budget is None else budget, "options": dict(options)},
         "backbone": {"name": tiny if args.tiny else backbone},
-        "training": {"batch_size": batch, "epochs": epochs, "patience": None, "num_workers": args.num_workers},
+        "training": {"batch_size": batch, "epochs": epochs, "patience": None, "num_workers": args.num_workers,
+                     "device": getattr(args, "device", "cpu")},
     })
 
 

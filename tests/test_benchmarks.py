@@ -122,3 +122,31 @@ def test_prefix_cache_benchmark_rows(tmp_path):
         assert _positive(r["epoch_uncached_s"]) and _positive(r["epoch_cached_s"])
         assert r["test_bacc"][0] == pytest.approx(r["test_bacc"][1], abs=1e-9), r  # same seed and model, same metric
     assert json.loads(out.read_text())["rows"] == rows
+
+
+def test_throughput_device_and_real_loop_epoch(restore_threads):
+    """--device reaches the config, the step and the bare path; the real loop's epoch row covers every clip."""
+    (row,) = _load("throughput").main([*TINY, "--synthetic", "--methods", "lora_qv_r8", "--device", "cpu",
+                                       "--clips", "8"])
+    assert row["device"] == "cpu"
+    epoch = row["epoch"]
+    assert epoch["clips"] == 8 and epoch["steps"] == 2 and all(_positive(epoch[k]) for k in ("train_s", "eval_s"))
+    assert row["epoch_to_step"] == pytest.approx(epoch["clips_per_s"] / row["method_clips_per_s"])
+    assert row["epoch_to_bare"] == pytest.approx(epoch["clips_per_s"] / row["bare_clips_per_s"])
+
+
+def test_loader_benchmark_rows(tmp_path, restore_threads):
+    out = tmp_path / "loader.json"
+    rows = _load("loader").main(["--tiny", "--synthetic", "--workers", "0,1", "--json", str(out)])
+    assert [r["workers"] for r in rows] == [0, 1] and all(_positive(r["clips_per_s"]) for r in rows)
+    assert all(r["clips"] == 16 and not r["pinned"] for r in rows)  # memory is pinned only for CUDA
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
+
+
+def test_gpu_check_script_is_valid_bash():
+    import subprocess
+
+    script = BENCHMARKS / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "--device cuda" in text and "$OUT" in text and "pip install" not in text

@@ -135,3 +135,15 @@ def test_selection_uses_validation_only(tmp_path):
 
 def _loader(ds):
     return torch.utils.data.DataLoader(ds, batch_size=16)
+
+
+def test_non_finite_loss_is_a_clear_error_and_timing_is_reported(tmp_path):
+    """The loss is checked once per epoch (no host sync per step), still before that epoch is selected or saved."""
+    cfg = TrainingConfig(epochs=2, batch_size=8, lr=0.05, patience=None)
+    data, val = Tones(24, 0), Tones(12, 1)
+    ok = train(_model(), data, val, CLASSES, cfg, seed=1, progress=False)
+    assert ok.timing["steps"] == 2 * 3 and all(ok.timing[k] > 0 for k in ("train_s", "eval_s"))
+    data.x[5] = np.nan  # one clip of the first batches poisons its batch's loss
+    with pytest.raises(FloatingPointError, match=r"training loss became nan at epoch 0, step \d; lower training.lr"):
+        train(_model(), data, val, CLASSES, cfg, seed=1, checkpoint_dir=tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()  # the poisoned epoch wrote no checkpoint

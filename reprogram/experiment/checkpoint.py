@@ -59,11 +59,12 @@ class TrainableState:
 
 
 def save_checkpoint(
-    ckpt: Path, epoch: int, state: TrainableState, optim: tuple, history: list, best: tuple, stale: int
+    ckpt: Path, epoch: int, state: TrainableState | dict, optim: tuple, history: list, best: tuple, stale: int
 ) -> None:
     """Write this epoch's files, then point ``latest.json`` at them (atomic), then drop older files.
 
     Args:
+        state: the model's :class:`TrainableState`, or its ``state()`` already taken this epoch (not copied again).
         optim: ``(optimizer, scheduler, grad scaler)``.
         best: ``(best epoch, its validation metrics, its trainable state)``.
     """
@@ -72,7 +73,8 @@ def save_checkpoint(
     ckpt.mkdir(parents=True, exist_ok=True)
     weights, extra = f"epoch-{epoch:04d}.safetensors", f"epoch-{epoch:04d}.state.pt"
     best_file = f"best-{best_epoch:04d}.safetensors"
-    save_file(state.state(), str(ckpt / weights), metadata={"epoch": str(epoch)})
+    current = state.state() if isinstance(state, TrainableState) else state
+    save_file(current, str(ckpt / weights), metadata={"epoch": str(epoch)})
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict()},
         ckpt / extra,

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from reprogram.experiment import checkpoint
 from reprogram.experiment.config import TrainingConfig
 from reprogram.experiment.metrics import classification_metrics, cross_entropy
-from reprogram.runtime.accel import AccelConfig, apply_accel, autocast_context, grad_scaler
+from reprogram.runtime.accel import AccelConfig, apply_accel, autocast_context, cuda_defaults, grad_scaler
 from reprogram.runtime.distributed import (
     DistEnv,
     all_sum,
@@ -65,6 +65,9 @@ class TrainResult:
         stopped_early: whether patience ran out before ``epochs``.
         resumed_from: epoch of the checkpoint training resumed from (``None``: started fresh).
         state: the selected trainable state (name -> CPU tensor), as saved in the checkpoints.
+        timing: wall seconds of this call's epochs by phase (not part of any result file): ``steps`` (training
+            steps run), ``train_s`` (the step loop, data wait included, up to the epoch's one host sync),
+            ``eval_s`` (validation) and ``checkpoint_s`` (selection copy and checkpoint files).
     """
 
     best_epoch: int
@@ -74,6 +77,7 @@ class TrainResult:
     stopped_early: bool = False
     resumed_from: int | None = None
     state: dict = field(default_factory=dict, repr=False)
+    timing: dict = field(default_factory=dict)
 
 
 def _to_device(model: nn.Module, device: str) -> None:
@@ -84,6 +88,28 @@ def _to_device(model: nn.Module, device: str) -> None:
         t.device.type != target.type or (target.index is not None and t.device.index != target.index) for t in tensors
     ):
         model.to(target)
+
+
+def _loss_sum(device: str, distributed: bool) -> torch.Tensor | float:
+    """The epoch's running ``sum(loss * items)``: a float64 scalar on the device (no sync per step), or a
+    Python float where the device has no float64 (MPS) or under torchrun (whose loss parts are floats)."""
+    if distributed or torch.device(device).type == "mps":
+        return 0.0
+    return torch.zeros((), dtype=torch.float64, device=device)
+
+
+def _check_finite(losses: list[torch.Tensor], epoch: int) -> None:
+    """Raise ``FloatingPointError`` naming the first step of the epoch whose loss was not finite (one sync)."""
+    if not losses:
+        return
+    stacked = torch.stack(losses).float()
+    bad = ~torch.isfinite(stacked)
+    if bool(bad.any()):
+        step = int(bad.nonzero()[0, 0])
+        raise FloatingPointError(
+            f"training loss became {float(stacked[step])} at epoch {epoch}, step {step}; lower training.lr or "
+            "set training.grad_clip"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -155,10 +181,10 @@ def predict(model: nn.Module, loader: DataLoader, device: str = "cpu") -> tuple[
     targets, scores = [], []
     for batch in loader:
         wave, target = unpack(batch)
-        scores.append(model(wave.to(device, non_blocking=True)).float().cpu())
+        scores.append(model(wave.to(device, non_blocking=True)).float())  # stays on the device: no sync per batch
         targets.append(target.cpu())
     model.train(was_training)
-    return torch.cat(targets).numpy(), torch.cat(scores).numpy()
+    return torch.cat(targets).numpy(), torch.cat(scores).cpu().numpy()
 
 
 def evaluate(
@@ -181,7 +207,11 @@ def _selection_key(metrics: dict, name: str) -> tuple[float, float]:
 
 
 def _class_weights(dataset: Dataset, num_classes: int) -> torch.Tensor:
-    targets = torch.as_tensor([int(unpack(dataset[i])[1]) for i in range(len(dataset))])
+    known = getattr(dataset, "targets", None)  # the datasets' own labels: no clip is read (or cropped) for them
+    if known is not None and len(known) == len(dataset):
+        targets = torch.as_tensor([int(t) for t in known])
+    else:
+        targets = torch.as_tensor([int(unpack(dataset[i])[1]) for i in range(len(dataset))])
     counts = torch.bincount(targets, minlength=num_classes).float()
     return torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
 
@@ -219,6 +249,7 @@ def train(
 def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, positive, progress, env: DistEnv):
     """:func:`train` inside the (possibly one-process) data-parallel job ``env``."""
     device = env.device(config.device)
+    cuda_defaults(device)
     _to_device(model, device)
     state = checkpoint.TrainableState(model)
     accel = AccelConfig.from_training(config)
@@ -242,6 +273,8 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
         eval_loader = make_loader(val_data, config.batch_size, False, seed, config.num_workers, device)
     configure_threads(loader.num_workers, env.cores())
     show = (sys.stderr.isatty() if progress is None else progress) and env.is_main
+    trainable = [p for _, p in checkpoint.trainable_parameters(model)]  # the optimizer's, listed once
+    timing = {"steps": 0, "train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
     net = model  # the DDP wrapper under torchrun, made at the first step (after any data-fitted mapper)
 
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -272,7 +305,7 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
         if hasattr(model, "start_epoch"):
             model.start_epoch(fit_loader, epoch)
         model.train()
-        total, count = 0.0, 0
+        total, count, losses = _loss_sum(device, env.enabled), 0, []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
         for step, batch in enumerate(bar):
             wave, target = unpack(batch)
@@ -287,31 +320,36 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
                     )
                 else:
                     loss = loss_fn(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {epoch}; lower training.lr or set training.grad_clip"
-                )
+            losses.append(loss.detach())  # checked once per epoch below: no host sync per step
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_([p for _, p in checkpoint.trainable_parameters(model)], config.grad_clip)
+                nn.utils.clip_grad_norm_(trainable, config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             if env.enabled:
                 total, count = total + part * n, count + n
-            else:
-                total += loss.item() * len(target)
+            else:  # float64 on the device: the same sums as Python floats, without a sync
+                total += loss.detach().to(total.dtype) * len(target)
                 count += len(target)
+        _check_finite(losses, epoch)
+        total = float(total)  # the epoch's one sync
+        t1 = time.perf_counter()
+        timing["steps"] += len(losses)
+        timing["train_s"] += t1 - t0
         if env.enabled:
             total = all_sum(total, device)
             val = _metrics(*gather_predictions(model, eval_loader, device, unpack), classes, positive)
         else:
             val = evaluate(model, eval_loader, classes, device, positive)
+        t2 = time.perf_counter()
+        timing["eval_s"] += t2 - t1
         key = _selection_key(val, config.select_metric)
+        current = state.state()  # one copy per epoch, kept as best and/or written to the checkpoint
         if best_key is None or key > best_key:
-            best_key, best_epoch, best_val, best_state, stale = key, epoch, val, state.state(), 0
+            best_key, best_epoch, best_val, best_state, stale = key, epoch, val, current, 0
         else:
             stale += 1
         history.append(
@@ -327,8 +365,9 @@ def _train(model, train_data, val_data, classes, config, seed, checkpoint_dir, p
         stopped_early = config.patience is not None and stale >= config.patience and epoch + 1 < config.epochs
         if ckpt is not None and env.is_main:
             checkpoint.save_checkpoint(
-                ckpt, epoch, state, (optimizer, scheduler, scaler), history, (best_epoch, best_val, best_state), stale
+                ckpt, epoch, current, (optimizer, scheduler, scaler), history, (best_epoch, best_val, best_state), stale
             )
+        timing["checkpoint_s"] += time.perf_counter() - t2
     assert best_state is not None, "training ran no epoch"
     state.load(best_state)
-    return TrainResult(best_epoch, best_val, history, len(history), stopped_early, resumed_from, best_state)
+    return TrainResult(best_epoch, best_val, history, len(history), stopped_early, resumed_from, best_state, timing)

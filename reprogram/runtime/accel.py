@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -127,6 +128,22 @@ def autocast_context(config: AccelConfig, device: str | torch.device) -> context
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=_device_type(device), dtype=dtype)
+
+
+def cuda_defaults(device: str | torch.device) -> bool:
+    """On CUDA, let fp32 matmuls and convolutions use TF32 tensor cores (``torch.set_float32_matmul_precision
+    ("high")``, ``cudnn.allow_tf32``): about 10 bits of mantissa in the products, fp32 accumulation. Off with
+    ``REPROGRAM_TF32=0`` (full fp32). Other devices are left untouched.
+
+    Returns:
+        Whether TF32 was turned on.
+    """
+    if _device_type(device) != "cuda" or os.environ.get("REPROGRAM_TF32", "1") == "0":
+        return False
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return True
 
 
 def grad_scaler(config: AccelConfig, device: str | torch.device) -> torch.amp.GradScaler:
