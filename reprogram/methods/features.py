@@ -57,8 +57,11 @@ class FeatureMethod:
         Raises:
             reprogram.methods.classifier_io.UnsavableClassifier: the classifier has no pickle-free form.
         """
-        from reprogram.methods.classifier_io import classifier_state
+        from reprogram.methods.classifier_io import UnsavableClassifier, classifier_state
 
+        if getattr(self, "model", None) is None:
+            raise UnsavableClassifier(f"{type(self).__name__} has no scikit-learn model and implements no state(); "
+                                      "implement state()/load_state() to use its runs for detection")
         return classifier_state(self.model)
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> FeatureMethod:
