@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("figures.cli", "draw every paper figure and the results table from a results folder"),
     "backbones": ("backbones.cli", "list backbones: input spec, parameters, source labels, weights on this machine"),
     "cache": ("reprogram.runtime.cache_cli", "cache folder: size report per kind (info) and clear [--kind]"),
+    "detect": ("reprogram.detect.cli", "a finished run as a detector over long recordings (Raven tables)"),
+    "evaluate-detections": ("reprogram.detect.cli", "event-level P/R/F1, PR curve and AP of saved detections"),
     "demo": ("reprogram.experiment.demo", "the main job: reprogramming vs PEFT vs MFCC (synthetic or --data), figures"),
 }
 

@@ -39,6 +39,39 @@ class FeatureMethod:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(x)
 
+    def featurize_waves(self, waves: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Features of raw windows ``(B, N)`` at ``sample_rate`` (detection over long recordings), the same
+        features :meth:`featurize` gives a center-crop dataset of clips of that length."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot featurize raw windows, so its runs cannot be used for detection; "
+            "implement featurize_waves(waves, sample_rate)"
+        )
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The fitted classifier as arrays and JSON metadata (no pickle), for :meth:`load_state`.
+
+        The default handles scikit-learn ``StandardScaler + LogisticRegression`` pipelines and a bare
+        ``LogisticRegression`` (:func:`reprogram.methods.classifier_io.classifier_state`); subclasses with other
+        fitted state extend the metadata (e.g. the selected layer).
+
+        Raises:
+            reprogram.methods.classifier_io.UnsavableClassifier: the classifier has no pickle-free form.
+        """
+        from reprogram.methods.classifier_io import UnsavableClassifier, classifier_state
+
+        if getattr(self, "model", None) is None:
+            raise UnsavableClassifier(f"{type(self).__name__} has no scikit-learn model and implements no state(); "
+                                      "implement state()/load_state() to use its runs for detection")
+        return classifier_state(self.model)
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> FeatureMethod:
+        """Restore the fitted classifier :meth:`state` returned (the method is built from the run's config)."""
+        from reprogram.methods.classifier_io import classifier_from_state
+
+        self.model = classifier_from_state(arrays, meta)
+        self.classes_ = np.asarray(arrays["classes"])
+        return self
+
     def num_parameters(self) -> int:
         """Fitted parameters: coefficients + intercepts of a linear model, or tree nodes of a forest."""
         final = self.model.steps[-1][1] if hasattr(self.model, "steps") else self.model
@@ -111,9 +144,14 @@ class FeatureFitting:
     parallel = False
 
     def fit(self, built, context) -> dict:
+        from reprogram.methods.classifier_io import save_classifier
+
         ext = {"external": context.eval_sets["external"]} if "external" in context.eval_sets else {}
-        return fit_features(built, context.full, context.rows, ext, context.classes, context.positive,
-                            context.cache_dir)
+        fitted = fit_features(built, context.full, context.rows, ext, context.classes, context.positive,
+                              context.cache_dir)
+        if context.is_main:  # the fitted classifier, so the run can be used as a detector (reprogram detect)
+            save_classifier(built.features, context.folder)
+        return fitted
 
 
 #: how feature methods (probes on cached features, MFCC, ...) learn

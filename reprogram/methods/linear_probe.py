@@ -28,6 +28,21 @@ class ProbeFeatures(FeatureMethod):
         # every hidden state is cached, so a probe of another layer reuses the entry
         return pooled_features(self.backbone, dataset, cache_dir=cache_dir)[:, self.layer].numpy()  # (M, D)
 
+    def featurize_waves(self, waves: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Pooled hidden state ``layer`` of windows ``(B, N)`` (as :meth:`featurize`); shape ``(B, D)``."""
+        return self._pooled(waves, sample_rate)[:, self.layer]
+
+    def _pooled(self, waves: np.ndarray, sample_rate: int) -> np.ndarray:
+        import torch
+
+        from reprogram.methods.probes import pooled_features
+
+        if sample_rate != self.backbone.spec.sample_rate:
+            raise ValueError(f"windows at {sample_rate} Hz but the encoder expects {self.backbone.spec.sample_rate}")
+        clips = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in waves]
+        with torch.no_grad():
+            return pooled_features(self.backbone, clips, batch_size=max(1, len(clips))).numpy()  # (B, L, D)
+
     def fit(self, x_train, y_train, x_val, y_val) -> ProbeFeatures:
         from reprogram.methods.probes import DEFAULT_CS, fit_linear_probe
 
@@ -74,6 +89,18 @@ class PerLayerProbeFeatures(ProbeFeatures):
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(x[:, self.layer])
+
+    def featurize_waves(self, waves: np.ndarray, sample_rate: int) -> np.ndarray:
+        return self._pooled(waves, sample_rate)  # (B, L, D): predict_proba takes the selected layer
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays, meta = super().state()
+        return arrays, {**meta, "layer": int(self.layer)}
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> PerLayerProbeFeatures:
+        super().load_state(arrays, meta)
+        self.layer = int(meta["layer"])
+        return self
 
 
 def build_linear_probe(config, classes: list) -> Built:

@@ -266,6 +266,10 @@ class MfccFeatures(FeatureMethod):
         x, _ = get_or_build(cache_dir, "features", parts, build, lambda folder: load_array(folder, "features"))
         return np.array(x)  # (M, D), in memory
 
+    def featurize_waves(self, waves: np.ndarray, sample_rate: int) -> np.ndarray:
+        """:func:`mfcc_features` of windows ``(B, N)``; shape ``(B, D)``."""
+        return mfcc_features(waves, sample_rate, **self.feature_options)
+
     def fit(self, x_train, y_train, x_val, y_val) -> MfccFeatures:
         self.model.fit(x_train, y_train)
         self.classes_ = self.model.classes_
