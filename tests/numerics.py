@@ -49,11 +49,17 @@ def chain_tol(dtype: torch.dtype, depth: int, k: int) -> float:
     return eps(dtype) * depth * math.sqrt(k)
 
 
+def _float64(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A detached float64 copy of a tensor or (possibly read-only, memory-mapped) numpy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().double()
+    return torch.from_numpy(np.array(x, dtype=np.float64))
+
+
 def rel_error(a: torch.Tensor | np.ndarray, exact: torch.Tensor | np.ndarray) -> float:
     """``||a - exact|| / ||exact||`` in float64 (L2 norm over all elements; tensors or numpy arrays)."""
-    exact = torch.as_tensor(np.asarray(exact) if not isinstance(exact, torch.Tensor) else exact).detach().double()
-    a = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).detach()
-    return float((a.double() - exact).norm() / exact.norm().clamp_min(torch.finfo(torch.float64).tiny))
+    exact, a = _float64(exact), _float64(a)
+    return float((a - exact).norm() / exact.norm().clamp_min(torch.finfo(torch.float64).tiny))
 
 
 def _kinks(module: nn.Module) -> tuple[float, ...] | None:

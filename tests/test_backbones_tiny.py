@@ -62,6 +62,7 @@ def test_wav2vec2_normalisation_matches_feature_extractor():
     assert backbone.hidden_size == backbone.spec.feature_dim
 
 
+@pytest.mark.numerics
 def test_padded_batch_masks_frames_and_normalises_valid_samples_only():
     backbone = twin("tiny:wavlm")  # passes the attention mask, as checkpoints with return_attention_mask do
     wave = example_input(backbone)
@@ -75,6 +76,7 @@ def test_padded_batch_masks_frames_and_normalises_valid_samples_only():
                                 what="last hidden state")
 
 
+@pytest.mark.numerics
 def test_wavlm_attention_rerouting_is_exact_and_lora_is_live():
     from peft import LoraConfig, inject_adapter_in_model
     from transformers import WavLMModel
@@ -112,6 +114,7 @@ def test_whisper_keeps_clip_length_and_matches_manual_reference():
                                 what="first layer")
 
 
+@pytest.mark.numerics
 def test_whisper_on_30_s_equals_transformers_encoder():
     from transformers import WhisperFeatureExtractor
 
@@ -138,6 +141,7 @@ def assert_padded_batch_equals_alone(backbone, wave: torch.Tensor, lengths: list
             numerics.assert_chain_close(out.features[i], alone.features[0], backbone, what=f"clip {i} features")
 
 
+@pytest.mark.numerics
 def test_whisper_padded_clip_equals_clip_alone():
     backbone = twin("tiny:whisper")
     # Lengths off the hop (160) and the encoder stride (320); the padding is noise, not zeros, so nothing
@@ -149,6 +153,7 @@ def test_whisper_padded_clip_equals_clip_alone():
     torch.testing.assert_close(mel[2, :, : 12345 // 160], backbone.frontend(wave[2:3, :12345])[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["tiny:hubert", "tiny:wav2vec2", "tiny:wavlm"])
 def test_wav2vec2_style_padded_clip_equals_clip_alone(name):
     backbone = twin(name)
@@ -158,6 +163,7 @@ def test_wav2vec2_style_padded_clip_equals_clip_alone(name):
     assert_padded_batch_equals_alone(backbone, wave, lengths)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["tiny:hubert", "tiny:wav2vec2"])
 def test_conv_front_end_with_lengths_is_each_clip_alone_and_zero_past_its_end(name):
     from backbones.hf_speech import masked_group_norm

@@ -25,6 +25,7 @@ def layered(n=120, layers=4, width=6, informative=2, seed=0) -> tuple[np.ndarray
 PARTS = (list(range(0, 72)), list(range(72, 96)), list(range(96, 120)))
 
 
+@pytest.mark.numerics
 def test_pooled_features_match_the_backbone_and_ignore_padding():
     b = backbones.create("tiny:wavlm")
     g = torch.Generator().manual_seed(0)

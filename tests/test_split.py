@@ -46,6 +46,7 @@ def _check(backbone, cut: int, wave: torch.Tensor, lengths: torch.Tensor | None)
     numerics.assert_chain_close(out.features, full.features, backbone, what=f"{backbone.name} cut {cut} features")
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", TINY)
 def test_upper_of_lower_is_the_full_forward_on_tiny_twins(name):
     backbone = backbones.create(name)
