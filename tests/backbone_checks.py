@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from backbones.base import Backbone, BackboneOutput
+from tests import numerics
 
 
 def example_input(backbone: Backbone, batch: int = 2, seconds: float = 1.0, seed: int = 0) -> torch.Tensor:
@@ -68,7 +69,7 @@ def check_train_cannot_unlock(backbone: Backbone, x: torch.Tensor) -> None:
         assert not in_train, f"{backbone.name}: .train() unlocked {in_train[:5]}"
         with torch.no_grad():
             again = backbone(x).features
-        assert torch.allclose(again, reference, atol=1e-5, rtol=1e-5), f"{backbone.name}: output changes in train()"
+        numerics.assert_chain_close(again, reference, backbone, what=f"{backbone.name}: output in train()")
         for k, v in backbone.named_buffers():
             assert torch.equal(v, buffers[k]), f"{backbone.name}: buffer {k} changed in train mode"
     finally:

@@ -17,6 +17,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -48,10 +49,17 @@ def chain_tol(dtype: torch.dtype, depth: int, k: int) -> float:
     return eps(dtype) * depth * math.sqrt(k)
 
 
-def rel_error(a: torch.Tensor, exact: torch.Tensor) -> float:
-    """``||a - exact|| / ||exact||`` in float64 (L2 norm over all elements)."""
-    exact = exact.double()
-    return float((a.double() - exact).norm() / exact.norm().clamp_min(torch.finfo(torch.float64).tiny))
+def _float64(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A detached float64 copy of a tensor or (possibly read-only, memory-mapped) numpy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().double()
+    return torch.from_numpy(np.array(x, dtype=np.float64))
+
+
+def rel_error(a: torch.Tensor | np.ndarray, exact: torch.Tensor | np.ndarray) -> float:
+    """``||a - exact|| / ||exact||`` in float64 (L2 norm over all elements; tensors or numpy arrays)."""
+    exact, a = _float64(exact), _float64(a)
+    return float((a - exact).norm() / exact.norm().clamp_min(torch.finfo(torch.float64).tiny))
 
 
 def _kinks(module: nn.Module) -> tuple[float, ...] | None:
@@ -95,8 +103,8 @@ def kink_bound(model: nn.Module, rel_tol: float) -> Iterator[list[float]]:
     result.append(math.sqrt(sum(shares)))
 
 
-def assert_chain_close(got: torch.Tensor, want: torch.Tensor, *modules: nn.Module, paths: int = 2,
-                       dtype: torch.dtype | None = None, what: str = "") -> None:
+def assert_chain_close(got: torch.Tensor | np.ndarray, want: torch.Tensor | np.ndarray, *modules: nn.Module,
+                       paths: int = 2, dtype: torch.dtype | None = None, what: str = "") -> None:
     """``rel_error(got, want) <= paths * chain_tol(dtype, L, k_max)`` with ``(L, k_max) = chain_size(*modules)``.
 
     Args:
@@ -104,10 +112,11 @@ def assert_chain_close(got: torch.Tensor, want: torch.Tensor, *modules: nn.Modul
         modules: the layers both went through (their count and widest fan-in set the bound).
         paths: how many of ``got`` / ``want`` carry rounding error of ``dtype``: 2 for two float computations
             (each within the bound of the exact result), 1 against a float64 (or exact) reference.
-        dtype: the working precision (default ``got.dtype``).
+        dtype: the working precision (default ``got.dtype``, float32 for numpy arrays).
         what: named in the failure message.
     """
     depth, k = chain_size(*modules)
-    bound = paths * chain_tol(dtype or got.dtype, depth, k)
+    dtype = dtype or (got.dtype if isinstance(got, torch.Tensor) else torch.float32)
+    bound = paths * chain_tol(dtype, depth, k)
     err = rel_error(got, want)
     assert err <= bound, f"{what}: relative error {err:.2e} > {bound:.2e} = {paths} x eps x L={depth} x sqrt(k={k})"

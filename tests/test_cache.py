@@ -24,6 +24,7 @@ from reprogram.runtime.cache import (
     get_or_build,
 )
 from reprogram.runtime.cache.store import cache_root, read_meta
+from tests import numerics
 
 SR = 16000
 
@@ -191,6 +192,7 @@ def test_backbone_fingerprint_tracks_weights(whisper):
     assert backbone_fingerprint(whisper) == fp
 
 
+@pytest.mark.numerics
 def test_features_cached_equal_direct_and_recompute_on_any_key_change(table, tmp_path, whisper):
     data = WaveformDataset(table, SR, None)  # unequal lengths: each clip's true length reaches the encoder
     feats = cached_features(whisper, data, {"transform": {"name": "identity"}}, cache_dir=tmp_path, batch_size=2)
@@ -199,14 +201,16 @@ def test_features_cached_equal_direct_and_recompute_on_any_key_change(table, tmp
     with torch.inference_mode():  # each clip's outputs are those of the clip alone (no padding in batches)
         for i in range(3):
             alone = whisper(data[i][0][None])
-            np.testing.assert_allclose(feats.features[i], alone.features[0].numpy(), atol=1e-5)
-            np.testing.assert_allclose(feats.layer(1)[i], alone.hidden_states[1].mean(1)[0].numpy(), atol=1e-5)
+            numerics.assert_chain_close(feats.features[i], alone.features[0], whisper, what=f"clip {i} features")
+            numerics.assert_chain_close(feats.layer(1)[i], alone.hidden_states[1].mean(1)[0], whisper,
+                                        what=f"clip {i} layer 1")
     np.testing.assert_array_equal(feats.layer(-1), feats.hidden[:, 2])
     again = cached_features(whisper, data, {"transform": {"name": "identity"}}, cache_dir=tmp_path, batch_size=3)
     assert not again.computed and np.array_equal(again.features, feats.features)
     assert cached_features(whisper, data, {"transform": {"name": "other"}}, cache_dir=tmp_path).computed
     one = cached_features(whisper, data, {"transform": {"name": "identity"}}, layer=-1, cache_dir=tmp_path)
-    assert one.computed and one.layers == (2,) and np.allclose(one.layer(2), feats.layer(2), atol=1e-6)
+    assert one.computed and one.layers == (2,)
+    numerics.assert_chain_close(one.layer(2), feats.layer(2), whisper, what="layer 2 cached alone")
     with pytest.raises(KeyError, match="not cached"):
         one.layer(0)
     p = next(whisper.parameters())
@@ -241,14 +245,15 @@ def test_activations_uniform_ragged_and_as_training_items(table, tmp_path, whisp
     acts = cached_activations(lower, fixed, {}, point="conv_stem", backbone=whisper, cache_dir=tmp_path)
     assert acts.computed and acts.offsets is None and acts.values.shape == (3, 25, 32)
     with torch.inference_mode():
-        np.testing.assert_allclose(acts[1], lower(fixed[1][0][None])[0].numpy(), atol=1e-5)
+        numerics.assert_chain_close(acts[1], lower(fixed[1][0][None])[0], whisper, what="cached conv stem")
     assert not cached_activations(lower, fixed, {}, point="conv_stem", backbone=whisper, cache_dir=tmp_path).computed
     assert cached_activations(lower, fixed, {}, point="layer_1", backbone=whisper, cache_dir=tmp_path).computed
     ragged = cached_activations(lower, WaveformDataset(table, SR, None), {}, point="conv_stem", backbone=whisper,
                                 cache_dir=tmp_path, batch_size=3)
     assert [ragged[i].shape[0] for i in range(3)] == [50, 30, 60] and ragged.offsets.tolist() == [0, 50, 80, 140]
     with torch.inference_mode():
-        np.testing.assert_allclose(ragged[2], lower(WaveformDataset(table, SR, None)[2][0][None])[0], atol=1e-5)
+        numerics.assert_chain_close(ragged[2], lower(WaveformDataset(table, SR, None)[2][0][None])[0], whisper,
+                                    what="ragged cached conv stem")
     items = ArrayDataset(ragged, [0, 1, 0])
     x, target, index = items[1]
     assert x.shape == (30, 32) and x.dtype == torch.float32 and (target, index) == (1, 1)

@@ -106,11 +106,13 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
     assert torch.equal(fresh.proj.weight, full.proj.weight)
 
 
-@pytest.mark.numerics
-def test_selection_uses_validation_only(tmp_path):
-    """Validation labels are flipped: the better the model on test, the worse on val. The loop must pick
-    the epoch best on val, although later epochs are better on test. Over training seeds 0-4 at 1 and 2 threads
-    the best test epoch beat the selected one by 0.417-0.467 (25-28 of 60 clips; 0.2 is asked)."""
+def selection_run(root, seed: int = 0) -> tuple[int, list[float], list[float], float]:
+    """Train 6 epochs on tones with flipped validation labels (training seed ``seed``, checkpoints in ``root``).
+
+    Returns:
+        ``(best_epoch, val balanced accuracy per epoch, test accuracy per epoch, test accuracy of the returned
+        model)``.
+    """
     train_data, val, test = Tones(60, 0, crop=True), Tones(30, 1, flip=True), Tones(60, 2)
     cfg = TrainingConfig(epochs=6, batch_size=10, lr=0.003, patience=None, warmup_fraction=0.0)
     test_acc_per_epoch = []
@@ -121,16 +123,23 @@ def test_selection_uses_validation_only(tmp_path):
                 test_acc_per_epoch.append(evaluate(self, _loader(test), CLASSES)["accuracy"])
 
     model = _model(Recording)
-    result = train(model, train_data, val, CLASSES, cfg, seed=0, checkpoint_dir=tmp_path, progress=False)
+    result = train(model, train_data, val, CLASSES, cfg, seed=seed, checkpoint_dir=root, progress=False)
     last = _model()
-    load_trainable(last, tmp_path / f"epoch-{cfg.epochs - 1:04d}.safetensors")
+    load_trainable(last, root / f"epoch-{cfg.epochs - 1:04d}.safetensors")
     test_acc_per_epoch.append(evaluate(last, _loader(test), CLASSES)["accuracy"])
-
     val_scores = [h["val_balanced_accuracy"] for h in result.history]
-    assert result.best_epoch == int(np.argmax(val_scores))  # ties go to the lower val loss
-    assert max(test_acc_per_epoch) > test_acc_per_epoch[result.best_epoch] + 0.2
-    selected = evaluate(model, _loader(test), CLASSES)["accuracy"]
-    assert selected == pytest.approx(test_acc_per_epoch[result.best_epoch])
+    return result.best_epoch, val_scores, test_acc_per_epoch, evaluate(model, _loader(test), CLASSES)["accuracy"]
+
+
+@pytest.mark.numerics
+def test_selection_uses_validation_only(tmp_path):
+    """Validation labels are flipped: the better the model on test, the worse on val. The loop must pick
+    the epoch best on val, although later epochs are better on test. Over training seeds 0-4 at 1 and 2 threads
+    (``python -m tests.margins``) the best test epoch beat the selected one by at least 0.417 (0.2 is asked)."""
+    best_epoch, val_scores, test_acc_per_epoch, selected = selection_run(tmp_path, seed=0)
+    assert best_epoch == int(np.argmax(val_scores))  # ties go to the lower val loss
+    assert max(test_acc_per_epoch) > test_acc_per_epoch[best_epoch] + 0.2
+    assert selected == pytest.approx(test_acc_per_epoch[best_epoch])
 
 
 def _loader(ds):
