@@ -39,9 +39,15 @@ def chain_size(*modules: nn.Module) -> tuple[int, int]:
     computation through them) and the largest fan-in of any of them."""
     layers = [m for root in modules for m in root.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d,
                                                                                nn.Conv3d))]
-    if not layers:
-        raise ValueError("no Linear / Conv layer in the given modules: chain_size cannot bound their error")
-    return len(layers), max(fan_in(m) for m in layers)
+    if layers:
+        return len(layers), max(fan_in(m) for m in layers)
+    # graphs of functional ops (the TFLite rebuild of BirdNET): every weight tensor of 2+ dimensions is one
+    # reduction whose length is the product of its non-output dimensions
+    weights = [p for root in modules for p in root.parameters() if p.ndim >= 2]
+    if not weights:
+        raise ValueError("no Linear / Conv layer or weight matrix in the given modules: chain_size cannot bound "
+                         "their error")
+    return len(weights), max(math.prod(p.shape[1:]) for p in weights)
 
 
 def chain_tol(dtype: torch.dtype, depth: int, k: int) -> float:
