@@ -12,22 +12,15 @@ import argparse
 import json
 import os
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from backbones import registry
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_models import timed  # noqa: E402
 
-
-def _time(fn, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+from backbones import registry  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     for name, fn in (("litert", lambda: lite.window_outputs(x)), ("torch_forward", torch_forward),
                      ("torch_forward_backward", torch_backward)):
-        t = [s / args.batch for s in _time(fn, args.warmup, args.repeats)]
+        t = [s / args.batch for s in timed(fn, args.repeats, args.warmup)]
         rows[name] = {"median_s_per_window": round(statistics.median(t), 4), "min_s_per_window": round(min(t), 4)}
     out = {"threads": args.threads, "batch": args.batch, "load_1min": round(os.getloadavg()[0], 2), **rows}
     print(json.dumps(out, indent=1))

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from reprogram.data.audio import AudioReadError, audio_info, scan_audio
-from reprogram.data.integrity import conflicts
+from reprogram.data.audio import AudioReadError, scan_audio
+from reprogram.data.integrity import conflicts, header, segment_seconds
 from reprogram.data.records import ClipTable
 
 #: fewer clips than this in a class gets a warning (too few for 5-fold cross-validation).
@@ -147,19 +147,14 @@ def check_table(
     # headers: durations, sample rates, channels
     infos, durations, readable = {}, [], []
     for rec in table:
-        if rec.path not in infos:
-            try:
-                infos[rec.path] = audio_info(rec.path)
-            except (FileNotFoundError, AudioReadError) as err:
-                infos[rec.path] = err
-                kind = "missing_file" if isinstance(err, FileNotFoundError) else "unreadable_file"
-                problems.append(Problem("error", kind, rec.source, str(err)))
-        info = infos[rec.path]
+        first_read = rec.path not in infos
+        info = header(rec.path, infos)
         if isinstance(info, Exception):
+            if first_read:
+                kind = "missing_file" if isinstance(info, FileNotFoundError) else "unreadable_file"
+                problems.append(Problem("error", kind, rec.source, str(info)))
             continue
-        start = rec.start_s or 0.0
-        end = info.duration if rec.end_s is None else min(rec.end_s, info.duration)
-        durations.append(max(0.0, end - start))
+        durations.append(segment_seconds(rec, info))
         readable.append(rec)
     problems += [Problem("error", kind, source, message) for kind, source, message in conflicts(table)]
     unlabelled = [r for r in table if r.label is None]

@@ -98,6 +98,22 @@ def check_run_table(table: ClipTable, limit: int = 20) -> None:
                                 + "\n".join(lines) + more)
 
 
+def header(path: str, infos: dict):
+    """The header of ``path`` (``audio_info``), or the error reading it raised, read once into ``infos``."""
+    if path not in infos:
+        try:
+            infos[path] = audio_info(path)
+        except (FileNotFoundError, AudioReadError) as err:
+            infos[path] = err
+    return infos[path]
+
+
+def segment_seconds(rec: ClipRecord, info) -> float:
+    """Seconds of ``rec``'s segment that exist in its file (``info`` its header)."""
+    end = info.duration if rec.end_s is None else min(rec.end_s, info.duration)
+    return max(0.0, end - (rec.start_s or 0.0))
+
+
 def input_report(table: ClipTable, sample_rate: int, clip_seconds: float | None) -> dict:
     """Skipped rows and readable-but-unusual clips of a run's table, at the run's rate and input length.
 
@@ -109,16 +125,10 @@ def input_report(table: ClipTable, sample_rate: int, clip_seconds: float | None)
                                "resampled": [], "multichannel": []}
     infos: dict[str, object] = {}
     for rec in table:
-        if rec.path not in infos:
-            try:
-                infos[rec.path] = audio_info(rec.path)
-            except (FileNotFoundError, AudioReadError) as err:
-                infos[rec.path] = err
-        info = infos[rec.path]
+        info = header(rec.path, infos)
         if isinstance(info, Exception):
             continue
-        start = rec.start_s or 0.0
-        seconds = max(0.0, (info.duration if rec.end_s is None else min(rec.end_s, info.duration)) - start)
+        seconds = segment_seconds(rec, info)
         if clip_seconds:
             if seconds < SHORT_SHARE * clip_seconds:
                 report["short"].append([rec.source, rec.path, f"{seconds:.3f} s padded to {clip_seconds:g} s"])
